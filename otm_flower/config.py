@@ -1,0 +1,150 @@
+"""Run configuration: every key a run accepts, its default, and validation.
+
+The keys are those of ``[tool.flwr.app.config]`` in ``pyproject.toml`` (kebab case,
+as Flower's run config uses them). :func:`parse_run_config` is the single place that
+turns a user's mapping into a typed :class:`RunConfig`, so unknown keys and bad
+values are rejected with the same message everywhere (``flwr run``, ``otm-flower
+run``, tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+TASKS = ("clustering", "classification")
+VARIANTS = ("fgw", "w", "gw")
+SOLVERS = ("exact",)
+METHODS = ("otm",)
+
+
+class ConfigError(ValueError):
+    """A run-config key is unknown or its value is invalid."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of one federated OTM run (see the README table for each key)."""
+
+    dataset: str = "handwritten"
+    method: str = "otm"
+    task: str = "clustering"
+    seed: int = 0
+    num_server_rounds: int = 20
+    local_epochs: int = 3
+    batch_size: int = 128
+    mix_batch_size: int = 256
+    latent_dim: int = 32
+    hidden_dim: int = 256
+    learning_rate: float = 1e-3
+    fgw_alpha: float = 0.5
+    barycenter_iterations: int = 5
+    barycenter_variant: str = "fgw"
+    solver: str = "exact"
+    dirichlet_concentration: float = 0.5
+    weight_rec: float = 1.0
+    weight_mix: float = 1.0
+    weight_reg: float = 0.1
+    weight_mmd: float = 1.0
+    weight_task: float = 1.0
+    unaligned_rate: float = 1.0
+    agents_per_modality: int = 1
+    test_fraction: float = 0.2
+    min_agents: int = 2
+    num_agents: int = 0
+    round_timeout: float = 600.0
+    out: str = ""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.task in TASKS, f"task must be one of {TASKS}"),
+            (self.method in METHODS, f"method must be one of {METHODS}"),
+            (self.barycenter_variant in VARIANTS,
+             f"barycenter-variant must be one of {VARIANTS}"),
+            (self.solver in SOLVERS, f"solver must be one of {SOLVERS}"),
+            (self.num_server_rounds >= 1, "num-server-rounds must be >= 1"),
+            (self.local_epochs >= 0, "local-epochs must be >= 0"),
+            (self.batch_size >= 1, "batch-size must be >= 1"),
+            (self.mix_batch_size >= 2, "mix-batch-size must be >= 2"),
+            (self.latent_dim >= 1, "latent-dim must be >= 1"),
+            (self.hidden_dim >= 1, "hidden-dim must be >= 1"),
+            (self.learning_rate > 0, "learning-rate must be > 0"),
+            (0.0 <= self.fgw_alpha <= 1.0, "fgw-alpha must be in [0, 1]"),
+            (self.barycenter_iterations >= 1, "barycenter-iterations must be >= 1"),
+            (self.dirichlet_concentration > 0, "dirichlet-concentration must be > 0"),
+            (0.0 <= self.unaligned_rate <= 1.0, "unaligned-rate must be in [0, 1]"),
+            (self.agents_per_modality >= 1, "agents-per-modality must be >= 1"),
+            (0.0 < self.test_fraction < 1.0, "test-fraction must be in (0, 1)"),
+            (self.min_agents >= 1, "min-agents must be >= 1"),
+            (self.num_agents >= 0, "num-agents must be >= 0 (0: one per view)"),
+            (self.round_timeout > 0, "round-timeout must be > 0"),
+        ]
+        weights = ("weight_rec", "weight_mix", "weight_reg", "weight_mmd", "weight_task")
+        checks += [(getattr(self, w) >= 0, f"{_kebab(w)} must be >= 0") for w in weights]
+        errors = [msg for ok, msg in checks if not ok]
+        if errors:
+            raise ConfigError("invalid run config: " + "; ".join(errors))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a kebab-case mapping (Flower run-config style)."""
+        return {_kebab(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def valid_keys() -> list[str]:
+    """Return every accepted run-config key, kebab case."""
+    return [_kebab(f.name) for f in dataclasses.fields(RunConfig)]
+
+
+def parse_run_config(mapping: Mapping[str, Any] | None = None, **overrides: Any) -> RunConfig:
+    """Build a :class:`RunConfig` from a run-config mapping plus overrides.
+
+    Parameters
+    ----------
+    mapping : Mapping[str, Any], optional
+        Keys in kebab case (``"local-epochs"``) or snake case; values of the
+        field's type or strings that convert to it (``"3"`` for an int).
+    **overrides
+        Further keys (snake case), applied after ``mapping``.
+
+    Returns
+    -------
+    RunConfig
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown key (the message lists the valid ones) or an invalid value.
+    """
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    values: dict[str, Any] = {}
+    items = list((mapping or {}).items()) + list(overrides.items())
+    for key, value in items:
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise ConfigError(
+                f"unknown run-config key {key!r}; valid keys: {', '.join(valid_keys())}"
+            )
+        values[name] = _coerce(key, value, type(getattr(RunConfig, name)))
+    return RunConfig(**values)
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    try:
+        if kind is bool:
+            return value if isinstance(value, bool) else str(value).lower() == "true"
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("not an integer")
+            return int(value)
+        return kind(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"run-config key {key!r}: cannot read {value!r} as {kind.__name__}"
+        ) from err

@@ -1,0 +1,530 @@
+"""Server-side OTM latent mixer: (F)GW barycenter of code clouds and mixing.
+
+One mixing step (see ``docs`` / ``otm-method.md``): the server receives K
+unaligned clouds of latent codes ``Z_k`` (``n_k x d``), computes a barycenter
+support ``Z`` (``N x d``) with one transport plan ``T_k`` (``N x n_k``, uniform
+marginals) per agent, mixes the agents' projections onto the barycenter
+points with Dirichlet weights, and pulls the mixed codes back to each agent
+(one code per own sample).
+
+Unlike the reference code, projections use the *normalised* barycentric map
+(``N * T_k @ Z_k`` and ``n_k * T_k.T @ z``) so mixed codes stay on the codes'
+scale.
+
+Cost normalisation (``normalize_costs=True``): all cost matrices (feature
+costs ``M_k = ||Z_i - Z_k,l||^2`` and structure matrices ``C = D(Z, Z)``,
+``C_k = D(Z_k, Z_k)``, squared Euclidean) are divided by one common scale
+``s = mean_k max(C_k)``, computed once from the inputs (``s = 1`` when all
+clouds are degenerate). One common scale keeps the feature and structure
+terms comparable and the objective a fixed function of ``Z`` across
+iterations; reported ``costs`` use the same normalised matrices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import ot
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    ArrayLike = np.ndarray | torch.Tensor
+else:
+    ArrayLike = Any
+
+Variant = Literal["fgw", "w", "gw"]
+
+__all__ = [
+    "BarycenterResult",
+    "MixerError",
+    "Variant",
+    "fgw_barycenter",
+    "mix",
+    "mix_and_pull_back",
+    "project",
+    "pull_back",
+]
+
+_VARIANTS = ("fgw", "w", "gw")
+#: Iteration cap of the network simplex (POT's default 1e5 is too low for
+#: n ~ 1000 clouds and silently returns a non-optimal plan).
+_EMD_MAX_ITER = 10_000_000
+
+
+class MixerError(ValueError):
+    """Invalid input to the mixer (names the offending cloud where relevant)."""
+
+
+@dataclass
+class BarycenterResult:
+    """Output of :func:`fgw_barycenter`.
+
+    Attributes
+    ----------
+    barycenter : np.ndarray
+        Barycenter support ``Z``, shape ``(N, d)``, float64.
+    plans : list of np.ndarray
+        ``K`` transport plans; plan ``k`` has shape ``(N, n_k)``, rows sum to
+        ``1/N`` and columns to ``1/n_k``. Solved against the final ``Z``.
+    costs : np.ndarray
+        Shape ``(K,)``: FGW cost of plan ``k`` against the final barycenter
+        with the (normalised) cost matrices, i.e. what POT's
+        ``fused_gromov_wasserstein2`` reports for that plan. The effective
+        ``alpha`` is ``alpha`` for ``"fgw"``, 0 for ``"w"`` and 1 for ``"gw"``.
+    objective : float
+        ``sum_k w_k * costs[k]``.
+    n_iter : int
+        Number of barycenter updates done.
+    history : list of float
+        Objective before the first update, then after each update
+        (length ``n_iter + 1``; ``history[-1] == objective``).
+    weights : np.ndarray
+        Normalised agent weights, shape ``(K,)``.
+    scale : float
+        Common divisor applied to all cost matrices (1.0 if not normalised).
+    variant : str
+        Barycenter variant used.
+    alpha : float
+        Effective structure weight used in ``costs``.
+    """
+
+    barycenter: np.ndarray
+    plans: list[np.ndarray]
+    costs: np.ndarray
+    objective: float
+    n_iter: int
+    history: list[float] = field(default_factory=list)
+    weights: np.ndarray = field(default_factory=lambda: np.ones(0))
+    scale: float = 1.0
+    variant: Variant = "fgw"
+    alpha: float = 0.5
+
+
+# ----------------------------------------------------------------------------
+# validation helpers
+# ----------------------------------------------------------------------------
+
+
+def _to_numpy(x: ArrayLike) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, no import
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _as_clouds(codes: Sequence[ArrayLike]) -> list[np.ndarray]:
+    """Convert and validate K code clouds to float64 ``(n_k, d)`` arrays."""
+    if isinstance(codes, np.ndarray) or hasattr(codes, "detach"):
+        raise MixerError(
+            "codes must be a sequence of K arrays (one per agent), got a single "
+            "array; wrap it in a list"
+        )
+    try:
+        codes = list(codes)
+    except TypeError as exc:
+        raise MixerError(f"codes must be a sequence of arrays: {exc}") from exc
+    if len(codes) == 0:
+        raise MixerError("codes is empty: need at least one cloud (K >= 1)")
+    clouds: list[np.ndarray] = []
+    d0 = None
+    for k, c in enumerate(codes):
+        try:
+            z = _to_numpy(c)
+        except (TypeError, ValueError) as exc:
+            raise MixerError(f"codes[{k}] is not numeric: {exc}") from exc
+        if z.ndim != 2:
+            raise MixerError(
+                f"codes[{k}] must be 2-D (n_k, d), got shape {tuple(z.shape)}"
+            )
+        n, d = z.shape
+        if n == 0:
+            raise MixerError(f"codes[{k}] is empty (0 samples)")
+        if d == 0:
+            raise MixerError(f"codes[{k}] has latent dimension d=0")
+        if d0 is None:
+            d0 = d
+        elif d != d0:
+            raise MixerError(
+                f"codes[{k}] has latent dimension d={d}, but codes[0] has d={d0}"
+            )
+        bad = ~np.isfinite(z)
+        if bad.any():
+            raise MixerError(
+                f"codes[{k}] contains {int(bad.sum())} non-finite value(s) (NaN or Inf)"
+            )
+        clouds.append(z)
+    return clouds
+
+
+def _check_against(result: BarycenterResult, clouds: list[np.ndarray]) -> None:
+    if len(clouds) != len(result.plans):
+        raise MixerError(
+            f"got {len(clouds)} code clouds but the result has "
+            f"{len(result.plans)} plans"
+        )
+    for k, (z, t) in enumerate(zip(clouds, result.plans, strict=True)):
+        if z.shape[0] != t.shape[1]:
+            raise MixerError(
+                f"codes[{k}] has {z.shape[0]} samples but plans[{k}] expects "
+                f"{t.shape[1]}"
+            )
+
+
+def _weights(weights: Sequence[float] | None, k: int) -> np.ndarray:
+    if weights is None:
+        return np.full(k, 1.0 / k)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape != (k,):
+        raise MixerError(f"weights must have length K={k}, got {w.size}")
+    if not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise MixerError(f"weights must be finite and positive, got {w.tolist()}")
+    return w / w.sum()
+
+
+# ----------------------------------------------------------------------------
+# barycenter
+# ----------------------------------------------------------------------------
+
+
+def _init_support(
+    z0: np.ndarray, n_points: int | None, rng: np.random.Generator
+) -> np.ndarray:
+    n0 = z0.shape[0]
+    if n_points is None or n_points == n0:
+        return z0.copy()
+    if n_points < n0:
+        idx = np.sort(rng.choice(n0, size=n_points, replace=False))
+        return z0[idx]
+    # More points than codes: keep every code once, add resampled, jittered ones.
+    extra = z0[rng.integers(0, n0, size=n_points - n0)]
+    spread = float(np.std(z0))
+    jitter = 1e-6 * (spread if spread > 0 else 1.0)
+    extra = extra + jitter * rng.standard_normal(extra.shape)
+    return np.concatenate([z0, extra], axis=0)
+
+
+def _solve(
+    variant: str,
+    m: np.ndarray,
+    c: np.ndarray,
+    ck: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    alpha: float,
+    g0: np.ndarray | None,
+) -> tuple[np.ndarray, float]:
+    """One plan and its cost (normalised matrices already applied)."""
+    if variant == "w":
+        t = ot.emd(p, q, m, numItermax=_EMD_MAX_ITER)
+        return t, float(np.vdot(m, t))
+    if variant == "gw":
+        t, log = ot.gromov.gromov_wasserstein(
+            c,
+            ck,
+            p,
+            q,
+            "square_loss",
+            symmetric=True,
+            G0=g0,
+            log=True,
+            numItermaxEmd=_EMD_MAX_ITER,
+        )
+        return t, float(log["gw_dist"])
+    t, log = ot.gromov.fused_gromov_wasserstein(
+        m,
+        c,
+        ck,
+        p,
+        q,
+        loss_fun="square_loss",
+        symmetric=True,
+        alpha=alpha,
+        G0=g0,
+        log=True,
+        numItermaxEmd=_EMD_MAX_ITER,
+    )
+    return t, float(log["fgw_dist"])
+
+
+def fgw_barycenter(
+    codes: Sequence[ArrayLike],
+    *,
+    n_points: int | None = None,
+    alpha: float = 0.5,
+    variant: Variant = "fgw",
+    n_iter: int = 5,
+    tol: float = 1e-6,
+    weights: Sequence[float] | None = None,
+    init: int = 0,
+    normalize_costs: bool = True,
+    seed: int | None = None,
+) -> BarycenterResult:
+    """Free-support (F)GW barycenter of K code clouds with exact solvers.
+
+    Parameters
+    ----------
+    codes : sequence of array-like
+        K >= 1 clouds, each ``(n_k, d)`` (numpy or torch; torch tensors are
+        detached and copied to CPU), same ``d``, finite values.
+    n_points : int, optional
+        Barycenter size ``N``. Default: ``n_init`` (size of cloud ``init``).
+        Smaller: seeded subsample of cloud ``init`` without replacement;
+        larger: cloud ``init`` plus seeded resampled rows with tiny jitter.
+    alpha : float
+        Weight of the structure (GW) term in ``[0, 1]`` for ``"fgw"``;
+        ignored by ``"w"`` (alpha 0) and ``"gw"`` (alpha 1).
+    variant : {"fgw", "w", "gw"}
+        Fused GW (``ot.gromov.fused_gromov_wasserstein``), Wasserstein only
+        (``ot.emd`` on the feature cost) or GW only
+        (``ot.gromov.gromov_wasserstein``). GW plans are warm-started from
+        the previous iteration's plans.
+    n_iter : int
+        Maximum number of barycenter updates (>= 1).
+    tol : float
+        Stop early when the relative change of the objective is below it.
+    weights : sequence of float, optional
+        Positive agent weights (normalised to sum 1); default uniform.
+    init : int
+        Index of the cloud that initialises the support.
+    normalize_costs : bool
+        Divide all cost matrices by ``s = mean_k max(C_k)`` (fixed from the
+        inputs; 1 if zero) so solvers see O(1) values. See module docstring.
+    seed : int, optional
+        Seed of the support initialisation (the solvers are deterministic).
+
+    Returns
+    -------
+    BarycenterResult
+        Final support, plans solved against it, their costs and the history.
+
+    Raises
+    ------
+    MixerError
+        On invalid codes or parameters.
+
+    Notes
+    -----
+    Each iteration solves one plan per cloud, then moves the support to the
+    weighted normalised barycentric projection ``Z = sum_k w_k N T_k Z_k`` and
+    recomputes ``C = D(Z, Z)``. After the last update the plans are solved
+    once more, so the returned plans and costs match the returned support.
+    Cost: ``(n_iter + 1) * K`` exact solves, each about ``O(n^3)``.
+    """
+    clouds = _as_clouds(codes)
+    k_count = len(clouds)
+    if variant not in _VARIANTS:
+        raise MixerError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise MixerError(f"alpha must be in [0, 1], got {alpha}")
+    if int(n_iter) != n_iter or n_iter < 1:
+        raise MixerError(f"n_iter must be an integer >= 1, got {n_iter}")
+    if not tol >= 0:
+        raise MixerError(f"tol must be >= 0, got {tol}")
+    if n_points is not None and (int(n_points) != n_points or n_points < 1):
+        raise MixerError(f"n_points must be a positive integer, got {n_points}")
+    if not -k_count <= init < k_count:
+        raise MixerError(f"init must index one of the K={k_count} clouds, got {init}")
+    w = _weights(weights, k_count)
+    eff_alpha = {"fgw": float(alpha), "w": 0.0, "gw": 1.0}[variant]
+    rng = np.random.default_rng(seed)
+
+    # Structure matrices of the agents and the common normalisation scale.
+    cks = [ot.dist(z, z) for z in clouds]
+    scale = 1.0
+    if normalize_costs:
+        scale = float(np.mean([ck.max() for ck in cks]))
+        if not np.isfinite(scale) or scale <= 0.0:
+            scale = 1.0
+        for ck in cks:
+            ck /= scale
+    qs = [ot.unif(z.shape[0]) for z in clouds]
+
+    bary = _init_support(clouds[init], None if n_points is None else int(n_points), rng)
+    n_bary = bary.shape[0]
+    p = ot.unif(n_bary)
+    need_c = variant != "w"
+    need_m = variant != "gw"
+
+    def solve_all(
+        z: np.ndarray, prev: list[np.ndarray] | None
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        c = ot.dist(z, z) / scale if need_c else None
+        plans, costs = [], np.empty(k_count)
+        for k, zk in enumerate(clouds):
+            m = ot.dist(z, zk) / scale if need_m else None
+            g0 = None if prev is None else prev[k]
+            plans_k, costs[k] = _solve(variant, m, c, cks[k], p, qs[k], alpha, g0)
+            plans.append(plans_k)
+        return plans, costs
+
+    plans, costs = solve_all(bary, None)
+    obj = float(w @ costs)
+    history = [obj]
+    done = 0
+    for _ in range(int(n_iter)):
+        bary = n_bary * sum(
+            wk * (t @ zk) for wk, t, zk in zip(w, plans, clouds, strict=True)
+        )
+        plans, costs = solve_all(bary, plans)
+        new_obj = float(w @ costs)
+        history.append(new_obj)
+        done += 1
+        if abs(new_obj - obj) <= tol * max(abs(obj), 1e-300):
+            break
+        obj = new_obj
+
+    return BarycenterResult(
+        barycenter=np.asarray(bary, dtype=np.float64),
+        plans=plans,
+        costs=costs,
+        objective=history[-1],
+        n_iter=done,
+        history=history,
+        weights=w,
+        scale=scale,
+        variant=variant,
+        alpha=eff_alpha,
+    )
+
+
+# ----------------------------------------------------------------------------
+# projection, mixing, pull-back
+# ----------------------------------------------------------------------------
+
+
+def project(result: BarycenterResult, codes: Sequence[ArrayLike]) -> list[np.ndarray]:
+    """Normalised barycentric projection of each cloud onto the barycenter.
+
+    Parameters
+    ----------
+    result : BarycenterResult
+        Output of :func:`fgw_barycenter` for these codes.
+    codes : sequence of array-like
+        The same K clouds, ``(n_k, d)``.
+
+    Returns
+    -------
+    list of np.ndarray
+        ``P_k = N * T_k @ Z_k``, each ``(N, d)``: the code of agent k matched
+        to each barycenter point (a convex combination of its own codes).
+    """
+    clouds = _as_clouds(codes)
+    _check_against(result, clouds)
+    return [t.shape[0] * (t @ z) for t, z in zip(result.plans, clouds, strict=True)]
+
+
+def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def _mix_projections(
+    proj: list[np.ndarray], concentration: float, rng: np.random.Generator
+) -> np.ndarray:
+    n, d = proj[0].shape
+    k = len(proj)
+    wts = rng.dirichlet(np.full(k, float(concentration)), size=(n, d))  # (N, d, K)
+    out = np.zeros((n, d))
+    for j, pk in enumerate(proj):
+        out += wts[..., j] * pk
+    return out
+
+
+def _check_concentration(concentration: float) -> None:
+    if not (np.isfinite(concentration) and concentration > 0):
+        raise MixerError(f"concentration must be > 0, got {concentration}")
+
+
+def mix(
+    result: BarycenterResult,
+    codes: Sequence[ArrayLike],
+    *,
+    concentration: float = 0.5,
+    rng: np.random.Generator | int | None = None,
+) -> np.ndarray:
+    """Stochastic Dirichlet mix of the agents' projections.
+
+    Parameters
+    ----------
+    result : BarycenterResult
+        Output of :func:`fgw_barycenter` for these codes.
+    codes : sequence of array-like
+        The same K clouds.
+    concentration : float
+        Symmetric Dirichlet parameter (> 0); small values favour one agent.
+    rng : Generator or int, optional
+        Random source (or seed); ``None`` draws fresh entropy.
+
+    Returns
+    -------
+    np.ndarray
+        ``Z_mix`` of shape ``(N, d)``, ``Z_mix[i, j] = sum_k W[i, j, k]
+        P_k[i, j]`` with ``W[i, j] ~ Dirichlet(concentration)`` drawn
+        independently per barycenter point ``i`` and dimension ``j``.
+    """
+    _check_concentration(concentration)
+    return _mix_projections(project(result, codes), concentration, _rng(rng))
+
+
+def pull_back(result: BarycenterResult, z: ArrayLike) -> list[np.ndarray]:
+    """Pull barycenter-indexed codes back to each agent's samples.
+
+    Parameters
+    ----------
+    result : BarycenterResult
+        Output of :func:`fgw_barycenter`.
+    z : array-like
+        Codes on the barycenter points, ``(N, d)`` (e.g. ``Z_mix`` or
+        ``result.barycenter``).
+
+    Returns
+    -------
+    list of np.ndarray
+        ``n_k * T_k.T @ z``, each ``(n_k, d)``: one code per own sample.
+    """
+    zz = _to_numpy(z)
+    n = result.plans[0].shape[0]
+    if zz.ndim != 2 or zz.shape[0] != n:
+        raise MixerError(f"z must have shape (N={n}, d), got {tuple(zz.shape)}")
+    if not np.all(np.isfinite(zz)):
+        raise MixerError("z contains non-finite value(s) (NaN or Inf)")
+    return [t.shape[1] * (t.T @ zz) for t in result.plans]
+
+
+def mix_and_pull_back(
+    codes: Sequence[ArrayLike],
+    *,
+    rng: np.random.Generator | int | None = None,
+    concentration: float = 0.5,
+    **barycenter_kwargs: Any,
+) -> tuple[BarycenterResult, list[np.ndarray], list[np.ndarray]]:
+    """One server mixing step: barycenter, Dirichlet mix, pull-back.
+
+    Parameters
+    ----------
+    codes : sequence of array-like
+        K clouds ``(n_k, d)``.
+    rng : Generator or int, optional
+        Random source of the Dirichlet weights (independent of the
+        barycenter ``seed``).
+    concentration : float
+        Dirichlet parameter, see :func:`mix`.
+    **barycenter_kwargs
+        Passed to :func:`fgw_barycenter`.
+
+    Returns
+    -------
+    result : BarycenterResult
+    mixed : list of np.ndarray
+        Per agent, ``(n_k, d)``: pulled-back mixed codes (mix-loss targets).
+    pulled_barycenter : list of np.ndarray
+        Per agent, ``(n_k, d)``: pulled-back barycenter support.
+    """
+    _check_concentration(concentration)
+    clouds = _as_clouds(codes)
+    result = fgw_barycenter(clouds, **barycenter_kwargs)
+    proj = [t.shape[0] * (t @ z) for t, z in zip(result.plans, clouds, strict=True)]
+    z_mix = _mix_projections(proj, concentration, _rng(rng))
+    return result, pull_back(result, z_mix), pull_back(result, result.barycenter)

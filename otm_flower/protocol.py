@@ -1,0 +1,78 @@
+"""OTM message protocol: record names, version, and validation of uploaded codes.
+
+Flower-free on purpose: a compatible client or server in any stack needs only these
+names (see ``docs/protocol.md``). One exchange per round:
+
+* server -> agent, message type ``train``: ConfigRecord ``config``
+  (``server-round``, ``protocol-version``, ``mix-batch-size``) and, from the
+  agent's second round on, ArrayRecord ``otm`` with ``mixed-codes`` and
+  ``barycenter-codes`` (float32, ``n_k x d``, in the order of the agent's last
+  upload);
+* agent -> server reply: ArrayRecord ``otm`` with ``codes`` (float32,
+  ``n_k x d``, ``n_k <= mix-batch-size``) of a fresh batch of its own training rows,
+  and MetricRecord ``metrics`` (``num-examples``, ``agent-id``, loss terms);
+* server -> agent ``evaluate``: ConfigRecord ``config``; reply MetricRecord
+  ``metrics`` (``agent-id``, ``modality``, ``n-train``, ``n-test``, ``acc``,
+  ``nmi``, ``ari``, and ``accuracy`` for classification).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+CONFIG_RECORD = "config"
+CODES_RECORD = "otm"
+METRICS_RECORD = "metrics"
+
+KEY_ROUND = "server-round"
+KEY_VERSION = "protocol-version"
+KEY_MIX_BATCH = "mix-batch-size"
+KEY_CODES = "codes"
+KEY_MIXED = "mixed-codes"
+KEY_BARYCENTER = "barycenter-codes"
+KEY_NUM_EXAMPLES = "num-examples"
+KEY_AGENT = "agent-id"
+
+
+class ProtocolError(ValueError):
+    """A message does not follow the OTM protocol."""
+
+
+def validate_codes(codes: np.ndarray, latent_dim: int | None, max_rows: int) -> np.ndarray:
+    """Check uploaded latent codes and return them as float64.
+
+    Parameters
+    ----------
+    codes : np.ndarray
+        What the agent sent under ``otm/codes``.
+    latent_dim : int, optional
+        Expected number of columns; ``None`` accepts any (>= 1).
+    max_rows : int
+        Upper bound on rows (the configured ``mix-batch-size``).
+
+    Raises
+    ------
+    ProtocolError
+        Naming the problem: wrong dtype, not 2-D, empty, too many rows, wrong latent
+        dimension, NaN or Inf values.
+    """
+    if not np.issubdtype(codes.dtype, np.floating):
+        raise ProtocolError(f"codes must be floating point, got dtype {codes.dtype}")
+    if codes.ndim != 2:
+        raise ProtocolError(f"codes must be 2-D (n x d), got shape {codes.shape}")
+    if codes.shape[0] == 0 or codes.shape[1] == 0:
+        raise ProtocolError(f"codes are empty (shape {codes.shape})")
+    if codes.shape[0] > max_rows:
+        raise ProtocolError(
+            f"{codes.shape[0]} codes exceed the configured batch of {max_rows}"
+        )
+    if latent_dim is not None and codes.shape[1] != latent_dim:
+        raise ProtocolError(
+            f"codes have latent dimension {codes.shape[1]}, expected {latent_dim}"
+        )
+    if not np.isfinite(codes).all():
+        bad = int((~np.isfinite(codes)).sum())
+        raise ProtocolError(f"codes contain {bad} NaN/Inf values")
+    return codes.astype(np.float64)

@@ -1,0 +1,125 @@
+"""The JSON result of one federated run, built from per-agent metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+METRIC_KEYS = ("acc", "nmi", "ari", "accuracy")
+
+
+def build_result(
+    config: dict[str, Any],
+    agent_metrics: dict[int, dict[int, dict[str, float]]],
+    *,
+    wall_s: float,
+    bytes_up: int,
+    bytes_down: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the result document of a run.
+
+    Parameters
+    ----------
+    config : dict
+        The run config (kebab-case keys, as :meth:`RunConfig.to_dict` gives).
+    agent_metrics : dict
+        ``{round: {agent_id: metrics}}`` from the strategy's evaluations. Each agent
+        is reported with its metrics of the latest round it answered.
+    wall_s, bytes_up, bytes_down
+        Run wall time, and latent-code payload bytes sent up and down.
+
+    Returns
+    -------
+    dict
+        ``{"dataset", "method", "task", "seed", "rounds", "agents": [...],
+        "mean": {...}, "wall_s", "bytes_up", "bytes_down", "history", "config"}``;
+        ``accuracy`` is ``None`` for clustering.
+    """
+    classify = config.get("task") == "classification"
+    latest: dict[int, tuple[int, dict[str, float]]] = {}
+    for rnd in sorted(agent_metrics):
+        for agent_id, metrics in agent_metrics[rnd].items():
+            latest[agent_id] = (rnd, metrics)
+    agents = []
+    for agent_id in sorted(latest):
+        rnd, m = latest[agent_id]
+        agents.append({
+            "id": agent_id,
+            "modality": int(m.get("modality", -1)),
+            "n_train": int(m.get("n-train", 0)),
+            "n_test": int(m.get("n-test", 0)),
+            "acc": m.get("acc"),
+            "nmi": m.get("nmi"),
+            "ari": m.get("ari"),
+            "accuracy": m.get("accuracy") if classify else None,
+            "round": rnd,
+        })
+    history = [
+        {"round": rnd, **_mean(list(agent_metrics[rnd].values()), classify)}
+        for rnd in sorted(agent_metrics)
+    ]
+    result: dict[str, Any] = {
+        "dataset": config.get("dataset"),
+        "method": config.get("method"),
+        "task": config.get("task"),
+        "seed": config.get("seed"),
+        "rounds": config.get("num-server-rounds"),
+        "agents": agents,
+        "mean": _mean(agents, classify),
+        "wall_s": round(wall_s, 3),
+        "bytes_up": int(bytes_up),
+        "bytes_down": int(bytes_down),
+        "history": history,
+        "config": config,
+    }
+    result.update(extra or {})
+    return result
+
+
+def _mean(rows: list[dict[str, Any]], classify: bool) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key in METRIC_KEYS:
+        values = [float(r[key]) for r in rows if r.get(key) is not None]
+        if key == "accuracy" and not classify:
+            out[key] = None
+        else:
+            out[key] = sum(values) / len(values) if values else None
+    return out
+
+
+def write_result(result: dict[str, Any], path: str | Path) -> Path:
+    """Write a result as indented JSON (creating parent folders); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, allow_nan=False, default=_finite))
+    return path
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """A short human-readable table of per-agent and mean test metrics."""
+    lines = [f"{result['method']} on {result['dataset']} ({result['task']}, seed "
+             f"{result['seed']}, {result['rounds']} rounds, {result['wall_s']:.1f} s)",
+             "agent modality  n_test    ACC    NMI    ARI  accuracy"]
+    rows = result["agents"] + [{"id": "mean", "modality": "", "n_test": "",
+                                **result["mean"]}]
+    for a in rows:
+        acc = "-" if a.get("accuracy") is None else f"{a['accuracy']:.3f}"
+        lines.append(
+            f"{a['id']!s:>5} {a['modality']!s:>8} {a['n_test']!s:>7} "
+            + " ".join(_fmt(a.get(k)) for k in ("acc", "nmi", "ari"))
+            + f" {acc:>9}"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "     -" if value is None else f"{value:6.3f}"

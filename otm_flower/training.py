@@ -1,0 +1,201 @@
+"""Local WAE training for one agent: reconstruction, mix, alignment, prior, task.
+
+Pure PyTorch; the Flower client wraps it. Only codes leave this module's owner.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .models import WAE, mmd_imq
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the local objective's terms.
+
+    ``rec * ||dec(enc(x)) - x||^2 + mix * ||dec(z_mix) - x||^2
+    + reg * ||enc(x) - z_bar||^2 + mmd * MMD(enc(x), prior) + task * CE``.
+    """
+
+    rec: float = 1.0
+    mix: float = 1.0
+    reg: float = 0.1
+    mmd: float = 1.0
+    task: float = 1.0
+
+
+@dataclass
+class MixTargets:
+    """What the server sent back for the agent's last uploaded batch.
+
+    Attributes
+    ----------
+    rows : np.ndarray
+        Indices of the uploaded batch in the agent's own training data. Local only:
+        never sent anywhere.
+    mixed : np.ndarray
+        Pulled-back mixed codes, one per row (n x d).
+    barycenter : np.ndarray, optional
+        Pulled-back barycenter, one per row (n x d), target of the alignment term.
+    """
+
+    rows: np.ndarray
+    mixed: np.ndarray
+    barycenter: np.ndarray | None = None
+
+
+class LocalTrainer:
+    """Trains one agent's WAE on its own modality.
+
+    Parameters
+    ----------
+    x_train : np.ndarray
+        The agent's training features (n x input_dim).
+    y_train : np.ndarray, optional
+        Labels, used only when ``num_classes > 0`` (classification task).
+    latent_dim, hidden_dim : int
+        Model sizes.
+    num_classes : int
+        > 0 adds a task head trained with cross-entropy on the agent's own labels.
+    learning_rate : float
+        Adam step size.
+    batch_size : int
+        Minibatch size of local epochs.
+    weights : LossWeights
+        Loss term weights.
+    seed : int
+        Seeds model initialisation and the trainer's own random stream.
+    """
+
+    def __init__(
+        self,
+        x_train: np.ndarray,
+        y_train: np.ndarray | None = None,
+        *,
+        latent_dim: int = 32,
+        hidden_dim: int = 256,
+        num_classes: int = 0,
+        learning_rate: float = 1e-3,
+        batch_size: int = 128,
+        weights: LossWeights | None = None,
+        seed: int = 0,
+    ) -> None:
+        if x_train.ndim != 2 or len(x_train) < 2:
+            raise ValueError(f"x_train must be (n >= 2, dim), got shape {x_train.shape}")
+        if num_classes > 0 and (y_train is None or len(y_train) != len(x_train)):
+            raise ValueError("classification needs y_train with one label per row")
+        torch.manual_seed(seed)
+        self.x = torch.as_tensor(np.asarray(x_train, dtype=np.float32))
+        self.y = None if y_train is None else torch.as_tensor(np.asarray(y_train), dtype=torch.long)
+        self.model = WAE(self.x.shape[1], latent_dim, hidden_dim, num_classes)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
+        self.batch_size = batch_size
+        self.weights = weights or LossWeights()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def n_train(self) -> int:
+        """Number of training rows."""
+        return len(self.x)
+
+    def train(self, epochs: int, targets: MixTargets | None = None) -> dict[str, float]:
+        """Run local epochs; returns the mean of each loss term over all steps.
+
+        With ``targets``, every step also draws a minibatch of the mixed rows and adds
+        the mix term (decode the server's mixed codes back to the agent's own
+        samples) and the alignment term (codes toward the pulled-back barycenter).
+        The server's codes are constants: no gradient leaves the agent.
+        """
+        self.model.train()
+        w = self.weights
+        mixed = barycenter = rows = None
+        if targets is not None:
+            rows = torch.as_tensor(targets.rows, dtype=torch.long)
+            mixed = torch.as_tensor(targets.mixed, dtype=torch.float32)
+            if targets.barycenter is not None:
+                barycenter = torch.as_tensor(targets.barycenter, dtype=torch.float32)
+        sums: dict[str, float] = {}
+        steps = 0
+        for _ in range(epochs):
+            order = torch.randperm(self.n_train, generator=self.generator)
+            for start in range(0, self.n_train, self.batch_size):
+                idx = order[start : start + self.batch_size]
+                if len(idx) < 2:
+                    continue
+                terms = self._step_terms(idx, rows, mixed, barycenter)
+                loss = (
+                    w.rec * terms["rec"]
+                    + w.mmd * terms.get("mmd", 0.0)
+                    + w.task * terms.get("task", 0.0)
+                    + w.mix * terms.get("mix", 0.0)
+                    + w.reg * terms.get("reg", 0.0)
+                )
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + float(value.detach())
+                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+                steps += 1
+        return {name: total / max(steps, 1) for name, total in sums.items()}
+
+    def _step_terms(
+        self,
+        idx: torch.Tensor,
+        rows: torch.Tensor | None,
+        mixed: torch.Tensor | None,
+        barycenter: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        x = self.x[idx]
+        z, x_hat = self.model(x)
+        terms = {"rec": F.mse_loss(x_hat, x)}
+        if self.weights.mmd > 0:
+            prior = torch.randn(z.shape, generator=self.generator)
+            terms["mmd"] = mmd_imq(z, prior)
+        if self.model.head is not None and self.y is not None:
+            terms["task"] = F.cross_entropy(self.model.head(z), self.y[idx])
+        if rows is not None and mixed is not None:
+            pick = torch.randint(len(rows), (min(len(idx), len(rows)),), generator=self.generator)
+            x_mix = self.x[rows[pick]]
+            terms["mix"] = F.mse_loss(self.model.decode(mixed[pick]), x_mix)
+            if barycenter is not None:
+                terms["reg"] = F.mse_loss(self.model.encode(x_mix), barycenter[pick])
+        return terms
+
+    @torch.no_grad()
+    def encode(self, x: np.ndarray | None = None) -> np.ndarray:
+        """Codes of ``x`` (default: the training data), float32 (n x latent_dim)."""
+        self.model.eval()
+        data = self.x if x is None else torch.as_tensor(np.asarray(x, dtype=np.float32))
+        return self.model.encode(data).numpy()
+
+    def sample_rows(self, n: int) -> np.ndarray:
+        """Draw ``min(n, n_train)`` distinct training rows for the next upload."""
+        n = min(n, self.n_train)
+        return torch.randperm(self.n_train, generator=self.generator)[:n].numpy()
+
+    def state_bytes(self) -> bytes:
+        """Serialise model, optimiser and random stream (to keep across rounds)."""
+        buffer = io.BytesIO()
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(),
+            },
+            buffer,
+        )
+        return buffer.getvalue()
+
+    def load_state_bytes(self, data: bytes) -> None:
+        """Restore what :meth:`state_bytes` saved."""
+        state = torch.load(io.BytesIO(data), weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,283 @@
+"""OTMStrategy: a Flower message-API strategy that mixes agents' latent codes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from logging import INFO, WARNING
+
+import numpy as np
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy.strategy_utils import sample_nodes
+from flwr.supercore import log
+
+from otm_flower import protocol as P
+from otm_flower.mixer import BarycenterResult, mix_and_pull_back
+
+MixCallback = Callable[[int, list[int], BarycenterResult], None]
+
+
+class OTMStrategy(Strategy):
+    """Optimal-transport latent mixing (OTM) over agents that each hold one modality.
+
+    Each round, every sampled agent trains locally and replies with the latent codes
+    of a fresh batch of its own training rows. The strategy computes a stochastic
+    fused Gromov-Wasserstein barycenter of those code clouds, mixes the agents'
+    projections with Dirichlet weights, and sends each agent, in the next round,
+    only its own pulled-back mixed codes (and pulled-back barycenter). No model
+    parameters are exchanged. See ``docs/protocol.md`` for the message format.
+
+    Parameters
+    ----------
+    fraction_train : float (default: 1.0)
+        Fraction of connected nodes sampled for training each round.
+    fraction_evaluate : float (default: 1.0)
+        Fraction of connected nodes sampled for evaluation each round.
+    min_available_nodes : int (default: 2)
+        Nodes to wait for before a round starts.
+    min_agents : int (default: 2)
+        Fewest valid code uploads needed to mix; below it the round's mixing is
+        skipped (agents then train without a mix term next round).
+    mix_batch_size : int (default: 256)
+        Codes each agent uploads per round (upper bound; larger uploads are rejected).
+    latent_dim : int, optional
+        Expected latent dimension; ``None`` takes the first valid upload's.
+    alpha : float (default: 0.5)
+        Weight of the structure (Gromov) term in the FGW cost.
+    variant : {"fgw", "w", "gw"} (default: "fgw")
+        Fused, Wasserstein-only or Gromov-Wasserstein-only barycenter.
+    barycenter_iterations : int (default: 5)
+        Barycenter updates per round.
+    concentration : float (default: 0.5)
+        Dirichlet concentration of the mixing weights.
+    seed : int (default: 0)
+        Seeds the barycenter initialisation and the mixing weights per round.
+    on_mix : callable, optional
+        Called as ``on_mix(server_round, node_ids, result)`` after each mixing, e.g.
+        to record diagnostics in a simulation.
+    """
+
+    def __init__(
+        self,
+        *,
+        fraction_train: float = 1.0,
+        fraction_evaluate: float = 1.0,
+        min_available_nodes: int = 2,
+        min_agents: int = 2,
+        mix_batch_size: int = 256,
+        latent_dim: int | None = None,
+        alpha: float = 0.5,
+        variant: str = "fgw",
+        barycenter_iterations: int = 5,
+        concentration: float = 0.5,
+        seed: int = 0,
+        on_mix: MixCallback | None = None,
+    ) -> None:
+        if not 0.0 < fraction_train <= 1.0 or not 0.0 <= fraction_evaluate <= 1.0:
+            raise ValueError("fraction_train must be in (0, 1], fraction_evaluate in [0, 1]")
+        self.fraction_train = fraction_train
+        self.fraction_evaluate = fraction_evaluate
+        self.min_available_nodes = min_available_nodes
+        self.min_agents = min_agents
+        self.mix_batch_size = mix_batch_size
+        self.latent_dim = latent_dim
+        self.alpha = alpha
+        self.variant = variant
+        self.barycenter_iterations = barycenter_iterations
+        self.concentration = concentration
+        self.seed = seed
+        self.on_mix = on_mix
+        # Per-node targets from the latest mixing, delivered in the next round.
+        self._targets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.mix_seconds: list[float] = []
+        self.rejected: list[tuple[int, int, str]] = []
+        self.agent_metrics: dict[int, dict[int, dict[str, float]]] = {}
+
+    def summary(self) -> None:
+        """Log the strategy's settings."""
+        log(INFO, "\t├──> Sampling: fraction train %.2f | evaluate %.2f | min nodes %d",
+            self.fraction_train, self.fraction_evaluate, self.min_available_nodes)
+        log(INFO, "\t└──> Mixer: %s barycenter, alpha %.2f, %d iterations, "
+            "Dirichlet(%.2f), %d codes per agent, min agents %d",
+            self.variant, self.alpha, self.barycenter_iterations, self.concentration,
+            self.mix_batch_size, self.min_agents)
+
+    # ---------------------------------------------------------------- training
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Send each sampled agent the round config and its own mixed codes."""
+        node_ids = self._sample(grid, self.fraction_train)
+        log(INFO, "configure_train: %d agents, %d with mixed codes", len(node_ids),
+            sum(n in self._targets for n in node_ids))
+        messages = []
+        for node_id in node_ids:
+            content = RecordDict({P.CONFIG_RECORD: self._round_config(config, server_round)})
+            if node_id in self._targets:
+                mixed, barycenter = self._targets[node_id]
+                payload = ArrayRecord({
+                    P.KEY_MIXED: Array(mixed.astype(np.float32)),
+                    P.KEY_BARYCENTER: Array(barycenter.astype(np.float32)),
+                })
+                self.bytes_down += sum(len(a.data) for a in payload.values())
+                content[P.CODES_RECORD] = payload
+            messages.append(Message(content=content, message_type=MessageType.TRAIN,
+                                    dst_node_id=node_id))
+        self._targets = {}
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Validate uploaded codes, mix them, and keep each agent's targets."""
+        node_ids: list[int] = []
+        codes: list[np.ndarray] = []
+        metrics: list[MetricRecord] = []
+        for msg in replies:
+            node_id = msg.metadata.src_node_id
+            try:
+                agent_codes, record = self._read_train_reply(msg)
+            except (P.ProtocolError, KeyError, TypeError) as err:
+                self._reject(server_round, node_id, str(err))
+                continue
+            if self.latent_dim is None:
+                self.latent_dim = agent_codes.shape[1]
+            node_ids.append(node_id)
+            codes.append(agent_codes)
+            metrics.append(record)
+        if len(codes) >= max(self.min_agents, 1):
+            self._mix(server_round, node_ids, codes)
+        else:
+            log(WARNING, "round %d: %d valid uploads (< min-agents %d); mixing skipped",
+                server_round, len(codes), self.min_agents)
+        return None, _mean_metrics(metrics)
+
+    def _read_train_reply(self, msg: Message) -> tuple[np.ndarray, MetricRecord]:
+        if msg.has_error():
+            raise P.ProtocolError(f"agent failed: {msg.error.reason}")
+        content = msg.content
+        if P.CODES_RECORD not in content.array_records:
+            raise P.ProtocolError(f"reply has no ArrayRecord {P.CODES_RECORD!r}")
+        if P.METRICS_RECORD not in content.metric_records:
+            raise P.ProtocolError(f"reply has no MetricRecord {P.METRICS_RECORD!r}")
+        array_record = content.array_records[P.CODES_RECORD]
+        if P.KEY_CODES not in array_record:
+            raise P.ProtocolError(f"record {P.CODES_RECORD!r} has no array {P.KEY_CODES!r}")
+        array = array_record[P.KEY_CODES]
+        codes = P.validate_codes(array.numpy(), self.latent_dim, self.mix_batch_size)
+        self.bytes_up += len(array.data)
+        return codes, content.metric_records[P.METRICS_RECORD]
+
+    def _mix(self, server_round: int, node_ids: list[int], codes: list[np.ndarray]) -> None:
+        start = time.perf_counter()
+        try:
+            result, mixed, barycenter = mix_and_pull_back(
+                codes,
+                rng=np.random.default_rng([self.seed, server_round]),
+                concentration=self.concentration,
+                alpha=self.alpha,
+                variant=self.variant,  # type: ignore[arg-type]
+                n_iter=self.barycenter_iterations,
+                seed=self.seed * 100_003 + server_round,
+            )
+        except Exception as err:  # noqa: BLE001 - a solver failure must not end the run
+            log(WARNING, "round %d: mixing failed (%s: %s); agents train without mix "
+                "targets next round", server_round, type(err).__name__, err)
+            return
+        elapsed = time.perf_counter() - start
+        self.mix_seconds.append(elapsed)
+        for node_id, mixed_k, bary_k in zip(node_ids, mixed, barycenter, strict=True):
+            if np.isfinite(mixed_k).all() and np.isfinite(bary_k).all():
+                self._targets[node_id] = (mixed_k, bary_k)
+            else:
+                log(WARNING, "round %d: mixed codes for node %d not finite; withheld",
+                    server_round, node_id)
+        log(INFO, "round %d: mixed %d agents' codes in %.2f s (objective %.4f)",
+            server_round, len(codes), elapsed, result.objective)
+        if self.on_mix is not None:
+            self.on_mix(server_round, node_ids, result)
+
+    # -------------------------------------------------------------- evaluation
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Ask agents to evaluate their own encoders on their own test data."""
+        if self.fraction_evaluate == 0.0:
+            return []
+        record = RecordDict({P.CONFIG_RECORD: self._round_config(config, server_round)})
+        return [
+            Message(content=record, message_type=MessageType.EVALUATE, dst_node_id=n)
+            for n in self._sample(grid, self.fraction_evaluate)
+        ]
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Keep each agent's metrics and return their mean over agents."""
+        per_agent: dict[int, dict[str, float]] = {}
+        for msg in replies:
+            node_id = msg.metadata.src_node_id
+            if msg.has_error() or P.METRICS_RECORD not in msg.content.metric_records:
+                reason = msg.error.reason if msg.has_error() else "no metrics record"
+                self._reject(server_round, node_id, f"evaluation: {reason}")
+                continue
+            record = msg.content.metric_records[P.METRICS_RECORD]
+            values = {k: float(v) for k, v in record.items() if isinstance(v, int | float)}
+            per_agent[int(values.get(P.KEY_AGENT, node_id))] = values
+        self.agent_metrics[server_round] = per_agent
+        if not per_agent:
+            return None
+        for agent_id in sorted(per_agent):
+            m = per_agent[agent_id]
+            log(INFO, "  agent %d: ACC %.3f  NMI %.3f  ARI %.3f%s", agent_id, m["acc"],
+                m["nmi"], m["ari"],
+                f"  accuracy {m['accuracy']:.3f}" if "accuracy" in m else "")
+        mean = _mean_metrics([MetricRecord(m) for m in per_agent.values()],
+                             keys=("acc", "nmi", "ari", "accuracy"))
+        log(INFO, "round %d mean over %d agents: %s", server_round, len(per_agent),
+            "  ".join(f"{k.upper()} {v:.3f}" for k, v in mean.items()))
+        return mean
+
+    # ----------------------------------------------------------------- helpers
+    def _sample(self, grid: Grid, fraction: float) -> list[int]:
+        available = len(list(grid.get_node_ids()))
+        size = max(int(available * fraction), self.min_available_nodes)
+        node_ids, _ = sample_nodes(grid, self.min_available_nodes, size)
+        return sorted(node_ids)
+
+    def _round_config(self, config: ConfigRecord, server_round: int) -> ConfigRecord:
+        out = ConfigRecord(dict(config))
+        out[P.KEY_ROUND] = server_round
+        out[P.KEY_VERSION] = P.PROTOCOL_VERSION
+        out[P.KEY_MIX_BATCH] = self.mix_batch_size
+        return out
+
+    def _reject(self, server_round: int, node_id: int, reason: str) -> None:
+        self.rejected.append((server_round, node_id, reason))
+        log(WARNING, "round %d: node %d left out: %s", server_round, node_id, reason)
+
+
+def _mean_metrics(
+    records: list[MetricRecord], keys: Iterable[str] | None = None
+) -> MetricRecord:
+    """Unweighted mean over records of each scalar key (present in any record)."""
+    wanted = set(keys) if keys is not None else None
+    sums: dict[str, list[float]] = {}
+    for record in records:
+        for key, value in record.items():
+            numeric = isinstance(value, int | float) and key != P.KEY_AGENT
+            if numeric and (wanted is None or key in wanted):
+                sums.setdefault(key, []).append(float(value))
+    return MetricRecord({k: float(np.mean(v)) for k, v in sums.items()})

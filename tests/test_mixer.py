@@ -1,0 +1,349 @@
+"""Tests of the server-side OT latent mixer (otm_flower.mixer)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from otm_flower.mixer import (
+    BarycenterResult,
+    MixerError,
+    fgw_barycenter,
+    mix,
+    mix_and_pull_back,
+    project,
+    pull_back,
+)
+
+VARIANTS = ("fgw", "w", "gw")
+
+
+def _clouds(sizes=(20, 27, 33), d=5, seed=0, shift=3.0):
+    rng = np.random.default_rng(seed)
+    return [shift * k + rng.normal(size=(n, d)) * (1 + k) for k, n in enumerate(sizes)]
+
+
+def _clustered(rng):
+    """Asymmetric, well-separated clusters of unequal sizes in 3-D."""
+    centers = np.array([[0, 0, 0], [6, 0, 0], [0, 10, 0], [3, 3, 7.0]])
+    sizes = [4, 7, 9, 12]
+    pts = np.concatenate(
+        [c + 0.6 * rng.normal(size=(s, 3)) for c, s in zip(centers, sizes, strict=True)]
+    )
+    return pts, np.repeat(np.arange(len(sizes)), sizes)
+
+
+def _fgw2(result: BarycenterResult, z: np.ndarray, plan: np.ndarray) -> float:
+    """POT's FGW value for this plan, same normalisation as the result."""
+    zb = result.barycenter
+    c = ot.dist(zb, zb) / result.scale
+    ck = ot.dist(z, z) / result.scale
+    m = ot.dist(zb, z) / result.scale
+    with warnings.catch_warnings():  # POT divides by alpha in its log when alpha=0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(
+            ot.gromov.fused_gromov_wasserstein2(
+                m, c, ck, alpha=result.alpha, G0=plan, loss_fun="square_loss"
+            )
+        )
+
+
+# ---------------------------------------------------------------------------
+# barycenter: plans, costs, objective
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("n_points", [None, 17, 40])
+def test_plans_are_couplings_with_uniform_marginals(variant, n_points):
+    codes = _clouds()
+    res = fgw_barycenter(codes, variant=variant, n_points=n_points, seed=1)
+    n = n_points or len(codes[0])
+    assert res.barycenter.shape == (n, 5)
+    assert res.barycenter.dtype == np.float64
+    assert len(res.plans) == 3
+    for t, z in zip(res.plans, codes, strict=True):
+        assert t.shape == (n, len(z))
+        assert np.all(t >= -1e-15)
+        np.testing.assert_allclose(t.sum(axis=1), 1.0 / n, atol=1e-10)
+        np.testing.assert_allclose(t.sum(axis=0), 1.0 / len(z), atol=1e-10)
+    assert np.all(np.isfinite(res.barycenter))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_costs_match_pot_on_returned_barycenter(variant):
+    codes = _clouds()
+    res = fgw_barycenter(codes, variant=variant, alpha=0.3, n_points=25, seed=0)
+    assert res.scale == pytest.approx(np.mean([ot.dist(z, z).max() for z in codes]))
+    assert res.alpha == {"fgw": 0.3, "w": 0.0, "gw": 1.0}[variant]
+    for k, (t, z) in enumerate(zip(res.plans, codes, strict=True)):
+        np.testing.assert_allclose(res.costs[k], _fgw2(res, z, t), rtol=1e-6)
+    if variant == "w":  # exact OT: the plan is globally optimal
+        for k, z in enumerate(codes):
+            m = ot.dist(res.barycenter, z) / res.scale
+            np.testing.assert_allclose(res.costs[k], ot.emd2([], [], m), rtol=1e-9)
+
+
+def test_costs_use_normalisation_and_unnormalised_option():
+    codes = _clouds()
+    a = fgw_barycenter(codes, seed=0)
+    b = fgw_barycenter(codes, seed=0, normalize_costs=False)
+    assert b.scale == 1.0 and a.scale > 10.0
+    for k, (t, z) in enumerate(zip(b.plans, codes, strict=True)):
+        np.testing.assert_allclose(b.costs[k], _fgw2(b, z, t), rtol=1e-6)
+    # normalised costs are O(1), unnormalised are on the squared-code scale
+    assert a.objective < 1.0 < b.objective
+
+
+def test_objective_is_weighted_sum_and_history_ends_with_it():
+    codes = _clouds()
+    res = fgw_barycenter(codes, weights=[1.0, 2.0, 5.0], n_iter=4, tol=0.0, seed=0)
+    np.testing.assert_allclose(res.weights, np.array([1, 2, 5]) / 8)
+    assert res.objective == pytest.approx(float(res.weights @ res.costs), rel=1e-12)
+    assert len(res.history) == res.n_iter + 1
+    assert 1 <= res.n_iter <= 4
+    assert res.history[-1] == res.objective
+    # FGW barycenter iterations should not make the objective worse overall
+    assert res.objective <= res.history[0] + 1e-12
+
+
+def test_weights_pull_barycenter_towards_heavy_agent():
+    codes = _clouds(sizes=(25, 25), shift=10.0)
+    light = fgw_barycenter(codes, weights=[1.0, 1.0], variant="w", seed=0)
+    heavy = fgw_barycenter(codes, weights=[1.0, 9.0], variant="w", seed=0)
+    mean1 = codes[1].mean(0)
+    d_light = np.linalg.norm(light.barycenter.mean(0) - mean1)
+    d_heavy = np.linalg.norm(heavy.barycenter.mean(0) - mean1)
+    assert d_heavy < 0.5 * d_light
+
+
+def test_torch_input_matches_numpy():
+    codes = _clouds()
+    tcodes = [torch.tensor(z, dtype=torch.float64, requires_grad=True) for z in codes]
+    a = fgw_barycenter(codes, n_points=21, seed=3)
+    b = fgw_barycenter(tcodes, n_points=21, seed=3)
+    np.testing.assert_array_equal(a.barycenter, b.barycenter)
+    for ta, tb in zip(a.plans, b.plans, strict=True):
+        np.testing.assert_array_equal(ta, tb)
+    np.testing.assert_array_equal(a.costs, b.costs)
+    ma = mix(a, codes, rng=0)
+    mb = mix(b, tcodes, rng=0)
+    np.testing.assert_array_equal(ma, mb)
+
+
+def test_deterministic_with_seed():
+    codes = _clouds()
+    a = fgw_barycenter(codes, n_points=12, seed=7)
+    b = fgw_barycenter(codes, n_points=12, seed=7)
+    c = fgw_barycenter(codes, n_points=12, seed=8)
+    np.testing.assert_array_equal(a.barycenter, b.barycenter)
+    for ta, tb in zip(a.plans, b.plans, strict=True):
+        np.testing.assert_array_equal(ta, tb)
+    assert a.history == b.history
+    assert not np.array_equal(a.barycenter, c.barycenter)
+    r1 = mix_and_pull_back(codes, rng=5, n_points=12, seed=7)
+    r2 = mix_and_pull_back(codes, rng=5, n_points=12, seed=7)
+    for x, y in zip(r1[1] + r1[2], r2[1] + r2[2], strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("n_points", [None, 7, 30])
+def test_barycenter_mean_is_weighted_mean_of_clouds(n_points):
+    # exact property of the normalised barycentric update, any N (incl. N > n_k)
+    codes = _clouds(sizes=(10, 12))
+    res = fgw_barycenter(codes, n_points=n_points, weights=[3.0, 1.0], seed=0)
+    assert res.barycenter.shape == (n_points or 10, 5)
+    expected = 0.75 * codes[0].mean(0) + 0.25 * codes[1].mean(0)
+    np.testing.assert_allclose(res.barycenter.mean(0), expected, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# projection, mixing, pull-back
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_projection_lives_on_codes_scale(variant):
+    codes = _clouds()
+    res = fgw_barycenter(codes, variant=variant, n_points=24, seed=0)
+    proj = project(res, codes)
+    for p, z in zip(proj, codes, strict=True):
+        assert p.shape == (24, 5)
+        # normalised projection preserves the cloud mean exactly ...
+        np.testing.assert_allclose(p.mean(0), z.mean(0), atol=1e-9)
+        # ... and rows are codes-sized, not shrunk by ~1/N
+        ratio = np.linalg.norm(p, axis=1).mean() / np.linalg.norm(z, axis=1).mean()
+        assert 0.5 < ratio < 1.5
+
+
+def test_mix_is_convex_combination_and_random():
+    codes = _clouds()
+    res = fgw_barycenter(codes, n_points=24, seed=0)
+    proj = np.stack(project(res, codes))
+    z1 = mix(res, codes, rng=1)
+    z2 = mix(res, codes, rng=2)
+    z1b = mix(res, codes, rng=np.random.default_rng(1))
+    assert z1.shape == (24, 5)
+    eps = 1e-9
+    for z in (z1, z2):
+        assert np.all(z >= proj.min(0) - eps) and np.all(z <= proj.max(0) + eps)
+    assert not np.allclose(z1, z2)
+    np.testing.assert_array_equal(z1, z1b)
+    # weights differ per coordinate: not one weight vector per row
+    wts = (z1 - proj[0]) / (proj[1] - proj[0])
+    assert np.std(wts, axis=1).mean() > 0.05 or np.any(np.abs(np.diff(wts)) > 0.05)
+
+
+def test_mix_concentration_controls_spread():
+    codes = _clouds(sizes=(30, 30), shift=0.0)
+    res = fgw_barycenter(codes, variant="w", seed=0)
+    proj = np.stack(project(res, codes))
+    mid = proj.mean(0)
+    dev_small = np.abs(mix(res, codes, concentration=0.05, rng=0) - mid).mean()
+    dev_large = np.abs(mix(res, codes, concentration=50.0, rng=0) - mid).mean()
+    assert dev_large < 0.5 * dev_small
+
+
+def test_single_agent_mix_is_projection():
+    codes = _clouds(sizes=(15,))
+    res = fgw_barycenter(codes, n_points=10, seed=0)
+    np.testing.assert_allclose(mix(res, codes, rng=0), project(res, codes)[0])
+
+
+@pytest.mark.parametrize(("variant", "alpha"), [("fgw", 0.2), ("fgw", 0.8), ("w", 0.5)])
+def test_identical_clouds_roundtrip_recovers_codes(variant, alpha):
+    z = np.random.default_rng(4).normal(size=(40, 6))
+    res, mixed, pulled = mix_and_pull_back(
+        [z, torch.from_numpy(z.copy())], rng=0, variant=variant, alpha=alpha, seed=0
+    )
+    n = len(z)
+    for t in res.plans:  # plans are (scaled) permutations, here the identity
+        np.testing.assert_allclose(t, np.eye(n) / n, atol=1e-12)
+    np.testing.assert_allclose(res.barycenter, z, atol=1e-12)
+    assert res.objective == pytest.approx(0.0, abs=1e-12)
+    for m, pb in zip(mixed, pulled, strict=True):
+        assert m.shape == (n, 6)
+        np.testing.assert_allclose(m, z, atol=1e-10)
+        np.testing.assert_allclose(pb, z, atol=1e-10)
+
+
+def test_pull_back_shapes_and_mix_and_pull_back_consistency():
+    codes = _clouds()
+    res, mixed, pulled = mix_and_pull_back(codes, rng=3, n_points=22, seed=0)
+    zmix = mix(res, codes, rng=3)
+    for k, z in enumerate(codes):
+        assert mixed[k].shape == z.shape
+        assert pulled[k].shape == z.shape
+    for a, b in zip(mixed, pull_back(res, zmix), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    for a, b in zip(pulled, pull_back(res, res.barycenter), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    # pull-back of a constant field is that constant (normalised, no shrink)
+    const = np.full((22, 5), 3.0)
+    for pb in pull_back(res, const):
+        np.testing.assert_allclose(pb, 3.0, atol=1e-12)
+
+
+def test_gw_matches_rotated_copies():
+    rng = np.random.default_rng(0)
+    x, lab = _clustered(rng)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    perm = rng.permutation(len(x))
+    y = (x @ q.T)[perm]  # y[j] is the rotated copy of x[perm[j]]
+    res = fgw_barycenter([x, y], variant="gw", seed=0)
+    composed = res.plans[0].T @ res.plans[1]  # x-sample -> y-sample coupling
+    match = composed.argmax(axis=1)
+    truth = np.argsort(perm)  # x[l] sits at y[truth[l]]
+    assert (match == truth).mean() >= 0.9
+    assert (lab[perm][match] == lab).mean() >= 0.95
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_degenerate_identical_codes(variant):
+    codes = [np.ones((8, 4)), np.ones((5, 4))]
+    res, mixed, pulled = mix_and_pull_back(codes, rng=0, variant=variant, seed=0)
+    assert res.scale == 1.0
+    assert np.all(np.isfinite(res.barycenter)) and np.all(np.isfinite(res.costs))
+    np.testing.assert_allclose(res.barycenter, 1.0)
+    for t, z in zip(res.plans, codes, strict=True):
+        np.testing.assert_allclose(t.sum(0), 1.0 / len(z), atol=1e-12)
+    for m in mixed + pulled:
+        np.testing.assert_allclose(m, 1.0)
+    # one degenerate cloud among normal ones
+    res2 = fgw_barycenter([np.zeros((6, 4)), _clouds(sizes=(9,), d=4)[0]], seed=0)
+    assert np.all(np.isfinite(res2.barycenter)) and np.isfinite(res2.objective)
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+
+
+def test_nan_codes_name_the_cloud():
+    codes = _clouds()
+    codes[2][3, 1] = np.nan
+    with pytest.raises(MixerError, match=r"codes\[2\].*non-finite"):
+        fgw_barycenter(codes)
+    codes[2][3, 1] = np.inf
+    with pytest.raises(MixerError, match=r"codes\[2\]"):
+        mix_and_pull_back(codes)
+
+
+def test_dimension_mismatch():
+    codes = _clouds()
+    codes[1] = codes[1][:, :4]
+    with pytest.raises(MixerError, match=r"codes\[1\].*d=4.*d=5"):
+        fgw_barycenter(codes)
+
+
+@pytest.mark.parametrize(
+    ("codes", "pattern"),
+    [
+        ([], "at least one"),
+        ([np.zeros((3, 2)), np.zeros((0, 2))], r"codes\[1\] is empty"),
+        ([np.zeros(4)], r"codes\[0\] must be 2-D"),
+        ([np.zeros((2, 3, 4))], r"codes\[0\] must be 2-D"),
+        (np.zeros((3, 2)), "sequence"),
+    ],
+)
+def test_bad_codes(codes, pattern):
+    with pytest.raises(MixerError, match=pattern):
+        fgw_barycenter(codes)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"alpha": 1.5},
+        {"alpha": -0.1},
+        {"n_iter": 0},
+        {"weights": [1.0, 0.0, 1.0]},
+        {"weights": [1.0, 1.0]},
+        {"variant": "sinkhorn"},
+        {"init": 3},
+        {"n_points": 0},
+    ],
+)
+def test_bad_parameters(kwargs):
+    with pytest.raises(MixerError):
+        fgw_barycenter(_clouds(), **kwargs)
+
+
+def test_mix_and_project_validate_against_result():
+    codes = _clouds()
+    res = fgw_barycenter(codes, seed=0)
+    with pytest.raises(MixerError, match="concentration"):
+        mix(res, codes, concentration=0.0)
+    with pytest.raises(MixerError, match="concentration"):
+        mix_and_pull_back(codes, concentration=-1.0)
+    with pytest.raises(MixerError, match=r"codes\[1\]"):
+        project(res, [codes[0], codes[1][:-1], codes[2]])
+    with pytest.raises(MixerError):
+        project(res, codes[:2])
+    with pytest.raises(MixerError):
+        pull_back(res, np.zeros((3, 5)))
+    assert issubclass(MixerError, ValueError)
