@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import Mod
 
 from otm_flower import protocol as P
 from otm_flower.config import RunConfig, parse_run_config
@@ -145,7 +146,7 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
                    reply_to=msg)
 
 
-def build_client_app(config: RunConfig | None = None) -> ClientApp:
+def build_client_app(config: RunConfig | None = None, mods: list[Mod] | None = None) -> ClientApp:
     """Create the OTM ClientApp.
 
     Parameters
@@ -153,8 +154,10 @@ def build_client_app(config: RunConfig | None = None) -> ClientApp:
     config : RunConfig, optional
         Settings to use; by default each call reads the run config Flower passes in
         the context (``flwr run . --run-config ...``).
+    mods : list of Flower mods, optional
+        Passed to :class:`flwr.clientapp.ClientApp` (e.g. to log or check messages).
     """
-    app = ClientApp()
+    app = ClientApp(mods=mods)
 
     def resolve(context: Context) -> RunConfig:
         return config if config is not None else parse_run_config(context.run_config)

@@ -30,7 +30,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, TypeGuard
 
 import numpy as np
 import scipy.io
@@ -80,7 +80,11 @@ _KNOWN_VIEW_NAMES: dict[str, tuple[str, ...]] = {
     "movies": ("keywords", "actors"),
 }
 
-View = np.ndarray | sp.csr_matrix
+View: TypeAlias = "np.ndarray | sp.csr_matrix"
+
+
+def _is_sparse(x: Any) -> TypeGuard[sp.csr_matrix]:
+    return bool(sp.issparse(x))
 
 
 class DataError(ValueError):
@@ -123,7 +127,7 @@ class MultiViewDataset:
             raise DataError(f"{where}: needs at least one view, got none")
         views: list[View] = []
         for v, x in enumerate(self.views):
-            if sp.issparse(x):
+            if _is_sparse(x):
                 x = sp.csr_matrix(x)
                 values = x.data
             else:
@@ -314,7 +318,7 @@ def _labels_to_index(raw: Any, where: str) -> np.ndarray:
 
 
 def _as_view(x: Any, where: str) -> View:
-    if sp.issparse(x):
+    if _is_sparse(x):
         return sp.csr_matrix(x, dtype=np.float64)
     arr = np.asarray(x)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
@@ -327,7 +331,7 @@ def _as_view(x: Any, where: str) -> View:
 def _orient(x: View, n: int, where: str) -> View:
     """Return ``x`` as samples x features, transposing a features x samples view."""
     if x.shape[0] != n and x.shape[1] == n:
-        x = x.T.tocsr() if sp.issparse(x) else np.ascontiguousarray(x.T)
+        x = x.T.tocsr() if _is_sparse(x) else np.ascontiguousarray(x.T)
     if x.shape[0] != n:
         raise DataError(f"{where}: shape {x.shape} does not match {n} labels")
     return x
@@ -514,7 +518,7 @@ def save_npz(dataset: MultiViewDataset, path: str | os.PathLike[str]) -> Path:
         "name": np.array(dataset.name, dtype=str),
     }
     for v, x in enumerate(dataset.views):
-        if sp.issparse(x):
+        if _is_sparse(x):
             arrays[f"view_{v}_data"] = x.data
             arrays[f"view_{v}_indices"] = x.indices
             arrays[f"view_{v}_indptr"] = x.indptr
@@ -532,7 +536,7 @@ def save_npz(dataset: MultiViewDataset, path: str | os.PathLike[str]) -> Path:
 
 def _is_count_like(x: View) -> bool:
     """Sparse, or dense non-negative, mostly zero and (near-)integer valued."""
-    if sp.issparse(x):
+    if _is_sparse(x):
         return True
     if x.size == 0 or np.any(x < 0) or np.mean(x == 0) <= 0.5:
         return False
@@ -575,7 +579,7 @@ def preprocess_view(
     for label, x in (("x_train", x_train), ("x_test", x_test)):
         if x.ndim != 2:
             raise DataError(f"preprocess_view: {label} must be 2-D, got {x.shape}")
-        values = x.data if sp.issparse(x) else np.asarray(x)
+        values = x.data if _is_sparse(x) else np.asarray(x)
         if not np.all(np.isfinite(values)):
             raise DataError(f"preprocess_view: {label} contains NaN or Inf values")
     if x_train.shape[0] == 0:
@@ -589,7 +593,7 @@ def preprocess_view(
         method = "tfidf" if _is_count_like(x_train) else "standard"
 
     def dense(x: View) -> np.ndarray:
-        return x.toarray() if sp.issparse(x) else np.asarray(x, dtype=np.float64)
+        return x.toarray() if _is_sparse(x) else np.asarray(x, dtype=np.float64)
 
     if method == "none":
         transform = dense
@@ -601,7 +605,7 @@ def preprocess_view(
 
     else:
         for label, x in (("x_train", x_train), ("x_test", x_test)):
-            values = x.data if sp.issparse(x) else np.asarray(x)
+            values = x.data if _is_sparse(x) else np.asarray(x)
             if values.size and values.min() < 0:
                 raise DataError(f"preprocess_view: tfidf needs non-negative {label}")
         tfidf = TfidfTransformer(norm=None).fit(sp.csr_matrix(x_train))

@@ -23,7 +23,13 @@ def _parse_set(items: list[str]) -> dict[str, str]:
     return out
 
 
-def simulate(config: RunConfig, *, num_cpus: int | None = None, verbose: bool = False) -> dict[str, Any]:
+def simulate(
+    config: RunConfig,
+    *,
+    num_cpus: int | None = None,
+    verbose: bool = False,
+    mods: list[Any] | None = None,
+) -> dict[str, Any]:
     """Run ``config`` with Flower's simulation runtime; return the result document.
 
     Parameters
@@ -34,6 +40,8 @@ def simulate(config: RunConfig, *, num_cpus: int | None = None, verbose: bool = 
         CPUs Ray may use (default: all); each agent takes one.
     verbose : bool
         Flower's debug logging.
+    mods : list, optional
+        Flower client mods wrapped around every agent's ClientApp.
     """
     from flwr.simulation import run_simulation
 
@@ -47,7 +55,7 @@ def simulate(config: RunConfig, *, num_cpus: int | None = None, verbose: bool = 
         out.unlink()
     run_simulation(
         server_app=build_server_app(config),
-        client_app=build_client_app(config),
+        client_app=build_client_app(config, mods=mods),
         num_supernodes=expected_agents(config),
         backend_config={
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},

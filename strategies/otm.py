@@ -131,7 +131,7 @@ class OTMStrategy(Strategy):
                     P.KEY_MIXED: Array(mixed.astype(np.float32)),
                     P.KEY_BARYCENTER: Array(barycenter.astype(np.float32)),
                 })
-                self.bytes_down += sum(len(a.data) for a in payload.values())
+                self.bytes_down += 4 * (mixed.size + barycenter.size)
                 content[P.CODES_RECORD] = payload
             messages.append(Message(content=content, message_type=MessageType.TRAIN,
                                     dst_node_id=node_id))
@@ -175,9 +175,9 @@ class OTMStrategy(Strategy):
         array_record = content.array_records[P.CODES_RECORD]
         if P.KEY_CODES not in array_record:
             raise P.ProtocolError(f"record {P.CODES_RECORD!r} has no array {P.KEY_CODES!r}")
-        array = array_record[P.KEY_CODES]
-        codes = P.validate_codes(array.numpy(), self.latent_dim, self.mix_batch_size)
-        self.bytes_up += len(array.data)
+        raw = array_record[P.KEY_CODES].numpy()
+        codes = P.validate_codes(raw, self.latent_dim, self.mix_batch_size)
+        self.bytes_up += raw.nbytes
         return codes, content.metric_records[P.METRICS_RECORD]
 
     def _mix(self, server_round: int, node_ids: list[int], codes: list[np.ndarray]) -> None:

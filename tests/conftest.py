@@ -1,0 +1,37 @@
+"""Shared test helpers: message construction, shared data location."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from flwr.app import Message, Metadata, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(),
+    reason=f"shared multi-view data sets not found at {SHARED_DATA} (a fresh clone)",
+)
+
+
+@pytest.fixture(autouse=True)
+def _task_identity() -> None:
+    """Messages created outside a Flower runtime need a task identity."""
+    TaskIdentity.run_id = 1
+    TaskIdentity.node_id = 0
+    TaskIdentity.task_id = 1
+
+
+def incoming(content: RecordDict, message_type: str, src: int = 0, dst: int = 1) -> Message:
+    """A message as delivered by Flower (with metadata), e.g. a reply to a server."""
+    return Message(
+        content=content,
+        metadata=Metadata(
+            run_id=1, message_id=f"m-{src}-{dst}-{time.monotonic_ns()}",
+            src_node_id=src, dst_node_id=dst, reply_to_message_id="", group_id="",
+            created_at=time.time(), ttl=3600.0, message_type=message_type,
+        ),
+    )

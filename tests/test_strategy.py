@@ -1,0 +1,160 @@
+"""OTMStrategy with hand-built replies: mixing, privacy of what goes down, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Error,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.serverapp import Grid
+
+from otm_flower import protocol as P
+from strategies.otm import OTMStrategy
+
+from .conftest import incoming
+
+D = 4
+
+
+class StaticGrid(Grid):
+    """A grid whose connected nodes are fixed (only node listing is used here)."""
+
+    def __init__(self, node_ids: list[int]) -> None:
+        self.node_ids = node_ids
+
+    def get_node_ids(self):  # type: ignore[override]
+        return list(self.node_ids)
+
+    def set_run(self, run):  # type: ignore[override]
+        raise NotImplementedError
+
+    @property
+    def run(self):  # type: ignore[override]
+        raise NotImplementedError
+
+    def create_message(self, *args, **kwargs):  # type: ignore[override]
+        raise NotImplementedError
+
+    def get_nodes(self):  # type: ignore[override]
+        raise NotImplementedError
+
+    def push_messages(self, messages):  # type: ignore[override]
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids):  # type: ignore[override]
+        raise NotImplementedError
+
+    def send_and_receive(self, messages, *, timeout=None):  # type: ignore[override]
+        raise NotImplementedError
+
+
+def train_reply(node_id: int, codes: np.ndarray | None, **extra_records) -> object:
+    content = RecordDict({P.METRICS_RECORD: MetricRecord(
+        {P.KEY_NUM_EXAMPLES: 100, P.KEY_AGENT: node_id, "train-rec": 0.5})})
+    if codes is not None:
+        content[P.CODES_RECORD] = ArrayRecord({P.KEY_CODES: Array(codes)})
+    for name, record in extra_records.items():
+        content[name] = record
+    return incoming(content, MessageType.TRAIN, src=node_id, dst=0)
+
+
+def clouds(sizes: list[int], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(n, D)).astype(np.float32) for n in sizes]
+
+
+def test_mixing_round_sends_each_agent_only_its_own_pulled_back_codes() -> None:
+    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=2)
+    sizes = [20, 25, 30]
+    uploads = clouds(sizes)
+    replies = [train_reply(10 + k, codes) for k, codes in enumerate(uploads)]
+    _, metrics = strategy.aggregate_train(1, replies)
+    assert metrics is not None and metrics["train-rec"] == pytest.approx(0.5)
+    assert strategy.rejected == []
+    assert strategy.bytes_up == sum(c.nbytes for c in uploads)
+
+    messages = list(strategy.configure_train(2, ArrayRecord(), ConfigRecord(),
+                                             StaticGrid([10, 11, 12])))
+    assert sorted(m.metadata.dst_node_id for m in messages) == [10, 11, 12]
+    for msg in messages:
+        k = msg.metadata.dst_node_id - 10
+        assert set(msg.content.keys()) == {P.CONFIG_RECORD, P.CODES_RECORD}
+        record = msg.content.array_records[P.CODES_RECORD]
+        assert set(record.keys()) == {P.KEY_MIXED, P.KEY_BARYCENTER}
+        mixed = record[P.KEY_MIXED].numpy()
+        assert mixed.shape == (sizes[k], D) and mixed.dtype == np.float32
+        assert np.isfinite(mixed).all()
+        # never another agent's raw codes
+        for j, other in enumerate(uploads):
+            if j != k:
+                assert mixed.shape != other.shape or not np.allclose(mixed, other)
+        config = msg.content.config_records[P.CONFIG_RECORD]
+        assert config[P.KEY_ROUND] == 2 and config[P.KEY_VERSION] == P.PROTOCOL_VERSION
+    assert strategy.bytes_down == sum(2 * n * D * 4 for n in sizes)
+    # targets are delivered once: the following round sends none
+    again = list(strategy.configure_train(3, ArrayRecord(), ConfigRecord(),
+                                          StaticGrid([10, 11, 12])))
+    assert all(P.CODES_RECORD not in m.content for m in again)
+
+
+@pytest.mark.parametrize(
+    ("bad_codes", "reason"),
+    [
+        (np.full((10, D), np.nan, dtype=np.float32), "NaN"),
+        (np.ones((10, D + 1), dtype=np.float32), "latent dimension"),
+        (np.ones((10, D), dtype=np.int64), "dtype"),
+        (np.ones((0, D), dtype=np.float32), "empty"),
+        (np.ones((33, D), dtype=np.float32), "exceed"),
+        (np.ones(10, dtype=np.float32), "2-D"),
+        (None, "no ArrayRecord"),
+    ],
+)
+def test_malformed_reply_is_dropped_and_others_still_mix(bad_codes, reason) -> None:
+    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=1)
+    good = clouds([12, 14])
+    replies = [train_reply(1, good[0]), train_reply(2, bad_codes), train_reply(3, good[1])]
+    strategy.aggregate_train(1, replies)
+    assert len(strategy.rejected) == 1
+    rnd, node, message = strategy.rejected[0]
+    assert (rnd, node) == (1, 2) and reason in message
+    assert set(strategy._targets) == {1, 3}
+
+
+def test_error_reply_is_logged_and_skipped() -> None:
+    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=1)
+    good = clouds([12, 14])
+    failed = incoming(RecordDict(), MessageType.TRAIN, src=2, dst=0)
+    failed = type(failed)(Error(code=0, reason="agent crashed"), metadata=failed.metadata)
+    strategy.aggregate_train(1, [train_reply(1, good[0]), failed, train_reply(3, good[1])])
+    assert [r[1] for r in strategy.rejected] == [2]
+    assert "agent crashed" in strategy.rejected[0][2]
+    assert set(strategy._targets) == {1, 3}
+
+
+def test_too_few_agents_skips_mixing() -> None:
+    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, min_agents=2)
+    strategy.aggregate_train(1, [train_reply(1, clouds([10])[0])])
+    assert strategy._targets == {}
+    assert strategy.mix_seconds == []
+
+
+def test_evaluate_keeps_per_agent_metrics_and_means_over_agents() -> None:
+    strategy = OTMStrategy()
+    replies = [
+        incoming(RecordDict({P.METRICS_RECORD: MetricRecord(
+            {P.KEY_AGENT: a, "acc": acc, "nmi": 0.5, "ari": 0.25, "n-test": 40,
+             P.KEY_NUM_EXAMPLES: 40})}), MessageType.EVALUATE, src=100 + a, dst=0)
+        for a, acc in [(0, 0.8), (1, 0.6)]
+    ]
+    mean = strategy.aggregate_evaluate(4, replies)
+    assert mean is not None
+    assert mean["acc"] == pytest.approx(0.7) and mean["nmi"] == pytest.approx(0.5)
+    assert set(strategy.agent_metrics[4]) == {0, 1}
+    assert strategy.agent_metrics[4][1]["acc"] == pytest.approx(0.6)
