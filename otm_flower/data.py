@@ -706,13 +706,20 @@ def _split_part(
     return np.asarray(train), np.asarray(test), reason
 
 
-def _unalign(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
-    """Row order that randomly permutes ``round(rate * n)`` chosen positions."""
+def _unalign(
+    n: int, rate: float, chosen_rng: np.random.Generator, perm_rng: np.random.Generator
+) -> np.ndarray:
+    """Row order that randomly permutes ``round(rate * n)`` chosen positions.
+
+    ``chosen_rng`` picks the positions (shared by the agents of one part, so the
+    other rows stay aligned across modalities); ``perm_rng`` shuffles them (one
+    stream per agent).
+    """
     order = np.arange(n)
     m = int(round(rate * n))
     if m > 1:
-        chosen = rng.choice(n, size=m, replace=False)
-        order[chosen] = chosen[rng.permutation(m)]
+        chosen = chosen_rng.choice(n, size=m, replace=False)
+        order[chosen] = chosen[perm_rng.permutation(m)]
     return order
 
 
@@ -731,12 +738,12 @@ def make_agents(
     stratified by label.  Agent ``view * agents_per_modality + part`` holds view
     ``view`` of the samples of part ``part``.  Each part gets one stratified
     train/test split, shared by all modalities, so with ``unaligned_rate=0`` row
-    ``i`` of two agents of one part is the same sample.  Then, for each agent
-    independently, ``round(unaligned_rate * n)`` of its train rows (likewise
-    test rows) are chosen and randomly permuted among themselves (features,
-    labels and ids together).  So each agent keeps about ``1 - unaligned_rate``
-    of its rows in the shared order, and two agents of one part agree on about
-    ``(1 - unaligned_rate) ** 2`` of them; at rate 1 agreement is at chance.
+    ``i`` of two agents of one part is the same sample.  Then ``round(unaligned_rate
+    * n)`` train row positions of each part (likewise test rows) are chosen, the
+    same positions for all its modalities, and every agent permutes the rows at
+    those positions independently (features, labels and ids together).  So two
+    agents of one part agree on the other ``1 - unaligned_rate`` of their rows
+    (plus chance coincidences); at rate 1 agreement is at chance.
     Finally each agent's view is preprocessed with :func:`preprocess_view`,
     fitted on its own train rows.  Everything is determined by ``seed``.
 
@@ -746,7 +753,8 @@ def make_agents(
     agents_per_modality : int, default 1
         Number of agents (disjoint sample parts) per view.
     unaligned_rate : float, default 1.0
-        Fraction in ``[0, 1]`` of each agent's rows shuffled.
+        Fraction in ``[0, 1]`` of the rows whose cross-modality correspondence
+        is broken.
     test_fraction : float, default 0.2
         Fraction in ``(0, 1)`` of each part held out for testing.
     seed : int, default 0
@@ -819,9 +827,12 @@ def make_agents(
     for view, x in enumerate(dataset.views):
         for p, (train_ids, test_ids, _) in enumerate(splits):
             agent_id = view * n_parts + p
+            rate = float(unaligned_rate)
             rng = np.random.default_rng([seed, 2, agent_id])
-            tr = train_ids[_unalign(train_ids.size, float(unaligned_rate), rng)]
-            te = test_ids[_unalign(test_ids.size, float(unaligned_rate), rng)]
+            tr = train_ids[_unalign(train_ids.size, rate,
+                                    np.random.default_rng([seed, 3, p, 0]), rng)]
+            te = test_ids[_unalign(test_ids.size, rate,
+                                   np.random.default_rng([seed, 3, p, 1]), rng)]
             try:
                 x_tr, x_te = preprocess_view(x[tr], x[te], preprocess)
             except DataError as err:

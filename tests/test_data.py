@@ -376,9 +376,9 @@ def test_rate_half_keeps_about_half(handwritten: MultiViewDataset) -> None:
         assert np.array_equal(np.sort(ref.train_ids), np.sort(a.train_ids))
         kept = np.mean(ref.train_ids == a.train_ids)
         assert 0.45 <= kept <= 0.56  # 50% untouched + chance fixed points
-    # two modalities agree where neither moved a row: about 0.5 * 0.5
+    # the untouched positions are shared: two modalities agree on about half
     pair = np.mean(half[0].train_ids == half[1].train_ids)
-    assert 0.18 <= pair <= 0.33
+    assert 0.45 <= pair <= 0.56
 
 
 def test_parts_disjoint_and_cover(handwritten: MultiViewDataset) -> None:
