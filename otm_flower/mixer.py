@@ -208,8 +208,8 @@ def _init_support(
 
 def _solve(
     variant: str,
-    m: np.ndarray,
-    c: np.ndarray,
+    m: np.ndarray | None,
+    c: np.ndarray | None,
     ck: np.ndarray,
     p: np.ndarray,
     q: np.ndarray,
@@ -218,8 +218,10 @@ def _solve(
 ) -> tuple[np.ndarray, float]:
     """One plan and its cost (normalised matrices already applied)."""
     if variant == "w":
+        assert m is not None
         t = ot.emd(p, q, m, numItermax=_EMD_MAX_ITER)
         return t, float(np.vdot(m, t))
+    assert c is not None
     if variant == "gw":
         t, log = ot.gromov.gromov_wasserstein(
             c,
@@ -233,6 +235,7 @@ def _solve(
             numItermaxEmd=_EMD_MAX_ITER,
         )
         return t, float(log["gw_dist"])
+    assert m is not None
     t, log = ot.gromov.fused_gromov_wasserstein(
         m,
         c,
@@ -351,10 +354,14 @@ def fgw_barycenter(
     def solve_all(
         z: np.ndarray, prev: list[np.ndarray] | None
     ) -> tuple[list[np.ndarray], np.ndarray]:
-        c = ot.dist(z, z) / scale if need_c else None
+        c = ot.dist(z, z) if need_c else None
+        if c is not None and scale != 1.0:
+            c /= scale
         plans, costs = [], np.empty(k_count)
         for k, zk in enumerate(clouds):
-            m = ot.dist(z, zk) / scale if need_m else None
+            m = ot.dist(z, zk) if need_m else None
+            if m is not None and scale != 1.0:
+                m /= scale
             g0 = None if prev is None else prev[k]
             plans_k, costs[k] = _solve(variant, m, c, cks[k], p, qs[k], alpha, g0)
             plans.append(plans_k)

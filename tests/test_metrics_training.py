@@ -1,0 +1,113 @@
+"""Metrics and the local trainer (pure PyTorch / scikit-learn, no Flower)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from otm_flower.metrics import (
+    classification_accuracy,
+    clustering_accuracy,
+    clustering_scores,
+)
+from otm_flower.models import mmd_imq
+from otm_flower.training import LocalTrainer, LossWeights, MixTargets
+
+
+def test_clustering_accuracy_is_invariant_to_cluster_names() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    assert clustering_accuracy(labels, np.array([2, 2, 0, 0, 1, 1])) == 1.0
+    assert clustering_accuracy(labels, np.array([0, 0, 0, 1, 1, 1])) == pytest.approx(
+        4 / 6
+    )
+    with pytest.raises(ValueError, match="equally long"):
+        clustering_accuracy(labels, labels[:3])
+
+
+def blobs(n: int = 300, k: int = 3, d: int = 10, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n // k)
+    centers = rng.normal(scale=6.0, size=(k, d))
+    x = centers[y] + rng.normal(size=(len(y), d))
+    return ((x - x.mean(0)) / x.std(0)).astype(np.float32), y
+
+
+def test_scores_on_separable_blobs() -> None:
+    x, y = blobs()
+    scores = clustering_scores(x, y, n_clusters=3)
+    assert scores["acc"] > 0.95 and scores["nmi"] > 0.9 and scores["ari"] > 0.9
+    assert classification_accuracy(x[::2], y[::2], x[1::2], y[1::2]) > 0.95
+    with pytest.raises(ValueError, match="NaN"):
+        clustering_scores(np.full_like(x, np.nan), y, 3)
+
+
+def test_mmd_separates_matching_and_shifted_distributions() -> None:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(200, 4, generator=g), torch.randn(200, 4, generator=g)
+    assert abs(float(mmd_imq(a, b))) < 0.02
+    assert float(mmd_imq(a + 3.0, b)) > 0.1
+
+
+def test_training_lowers_reconstruction_and_state_round_trips() -> None:
+    x, _ = blobs()
+    trainer = LocalTrainer(
+        x, latent_dim=4, hidden_dim=32, learning_rate=1e-2, batch_size=32, seed=1
+    )
+    first = trainer.train(1)["rec"]
+    later = trainer.train(30)["rec"]
+    assert later < 0.5 * first
+    saved = trainer.state_bytes()
+    codes = trainer.encode()
+    clone = LocalTrainer(
+        x, latent_dim=4, hidden_dim=32, learning_rate=1e-2, batch_size=64, seed=99
+    )
+    clone.load_state_bytes(saved)
+    np.testing.assert_allclose(clone.encode(), codes, rtol=1e-6)
+
+
+def test_mix_term_pulls_the_decoder_toward_the_targets() -> None:
+    x, _ = blobs()
+    weights = LossWeights(rec=0.0, mix=1.0, reg=1.0, mmd=0.0)
+    trainer = LocalTrainer(
+        x,
+        latent_dim=4,
+        hidden_dim=32,
+        learning_rate=1e-2,
+        batch_size=32,
+        weights=weights,
+        seed=2,
+    )
+    rows = trainer.sample_rows(50)
+    rng = np.random.default_rng(0)
+    goal = rng.normal(size=(50, 4)).astype(np.float32)
+    targets = MixTargets(rows, goal, goal)
+    start = trainer.train(1, targets)
+    trainer.train(30, targets)
+    end = trainer.train(1, targets)
+    assert end["mix"] < 0.5 * start["mix"] and end["reg"] < 0.5 * start["reg"]
+
+
+def test_classification_head_uses_labels() -> None:
+    x, y = blobs()
+    trainer = LocalTrainer(
+        x,
+        y,
+        latent_dim=4,
+        hidden_dim=32,
+        learning_rate=1e-2,
+        num_classes=3,
+        batch_size=32,
+        seed=3,
+    )
+    first = trainer.train(1)["task"]
+    assert trainer.train(20)["task"] < 0.5 * first
+    import torch
+
+    with torch.no_grad():
+        trainer.model.eval()
+        logits = trainer.model.head(trainer.model.encode(torch.as_tensor(x)))
+    assert (logits.argmax(1).numpy() == y).mean() > 0.9
+    with pytest.raises(ValueError, match="y_train"):
+        LocalTrainer(x, None, num_classes=3)
