@@ -7,7 +7,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
@@ -22,34 +30,50 @@ STATE_KEY = "otm-agent"
 
 @functools.lru_cache(maxsize=4)
 def _agents(
-    dataset: str, agents_per_modality: int, unaligned_rate: float,
-    test_fraction: float, seed: int,
+    dataset: str,
+    agents_per_modality: int,
+    unaligned_rate: float,
+    test_fraction: float,
+    seed: int,
 ) -> tuple[tuple[AgentData, ...], int]:
     """Every agent's data for a run (cached per process; deterministic)."""
     data = load_dataset(dataset)
     agents = make_agents(
-        data, agents_per_modality=agents_per_modality, unaligned_rate=unaligned_rate,
-        test_fraction=test_fraction, seed=seed,
+        data,
+        agents_per_modality=agents_per_modality,
+        unaligned_rate=unaligned_rate,
+        test_fraction=test_fraction,
+        seed=seed,
     )
     return tuple(agents), data.n_classes
 
 
-def agent_for_node(config: RunConfig, node_config: dict[str, Any]) -> tuple[AgentData, int]:
+def agent_for_node(
+    config: RunConfig, node_config: dict[str, Any]
+) -> tuple[AgentData, int]:
     """Pick this node's agent (``partition-id``) and the data set's class count.
 
     A ``dataset`` entry in the node config (a path or name of data held by that
     node) overrides the run config's.
     """
     if "partition-id" not in node_config:
-        raise ValueError("node config has no 'partition-id': cannot tell which agent this is")
+        raise ValueError(
+            "node config has no 'partition-id': cannot tell which agent this is"
+        )
     dataset = str(node_config.get("dataset", config.dataset))
-    agents, n_classes = _agents(dataset, config.agents_per_modality,
-                                config.unaligned_rate, config.test_fraction, config.seed)
+    agents, n_classes = _agents(
+        dataset,
+        config.agents_per_modality,
+        config.unaligned_rate,
+        config.test_fraction,
+        config.seed,
+    )
     pid = int(node_config["partition-id"])
     if not 0 <= pid < len(agents):
         raise ValueError(
             f"partition-id {pid} out of range: {dataset} with agents-per-modality "
-            f"{config.agents_per_modality} has {len(agents)} agents (0..{len(agents) - 1})"
+            f"{config.agents_per_modality} has {len(agents)} agents "
+            f"(0..{len(agents) - 1})"
         )
     num_partitions = node_config.get("num-partitions")
     if num_partitions is not None and int(num_partitions) != len(agents):
@@ -60,7 +84,9 @@ def agent_for_node(config: RunConfig, node_config: dict[str, Any]) -> tuple[Agen
     return agents[pid], n_classes
 
 
-def _trainer(config: RunConfig, agent: AgentData, n_classes: int, context: Context) -> LocalTrainer:
+def _trainer(
+    config: RunConfig, agent: AgentData, n_classes: int, context: Context
+) -> LocalTrainer:
     torch.set_num_threads(1)
     classify = config.task == "classification"
     trainer = LocalTrainer(
@@ -71,12 +97,19 @@ def _trainer(config: RunConfig, agent: AgentData, n_classes: int, context: Conte
         num_classes=n_classes if classify else 0,
         learning_rate=config.learning_rate,
         batch_size=config.batch_size,
-        weights=LossWeights(config.weight_rec, config.weight_mix, config.weight_reg,
-                            config.weight_mmd, config.weight_task),
+        weights=LossWeights(
+            config.weight_rec,
+            config.weight_mix,
+            config.weight_reg,
+            config.weight_mmd,
+            config.weight_task,
+        ),
         seed=config.seed * 1009 + agent.agent_id,
     )
     if STATE_KEY in context.state.config_records:
-        trainer.load_state_bytes(bytes(context.state.config_records[STATE_KEY]["trainer"]))  # type: ignore[arg-type]
+        trainer.load_state_bytes(
+            bytes(context.state.config_records[STATE_KEY]["trainer"])
+        )  # type: ignore[arg-type]
     return trainer
 
 
@@ -85,7 +118,8 @@ def _check_version(msg: Message) -> None:
     version = config.get(P.KEY_VERSION, P.PROTOCOL_VERSION)
     if version != P.PROTOCOL_VERSION:
         raise P.ProtocolError(
-            f"server speaks OTM protocol version {version}, this client {P.PROTOCOL_VERSION}"
+            f"server speaks OTM protocol version {version}, "
+            f"this client {P.PROTOCOL_VERSION}"
         )
 
 
@@ -100,7 +134,9 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
         record = msg.content.array_records[P.CODES_RECORD]
         rows = np.asarray(state["rows"], dtype=np.int64)
         mixed = record[P.KEY_MIXED].numpy()
-        barycenter = record[P.KEY_BARYCENTER].numpy() if P.KEY_BARYCENTER in record else None
+        barycenter = (
+            record[P.KEY_BARYCENTER].numpy() if P.KEY_BARYCENTER in record else None
+        )
         if mixed.shape == (len(rows), config.latent_dim) and np.isfinite(mixed).all():
             targets = MixTargets(rows, mixed, barycenter)
         else:
@@ -109,8 +145,11 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
                 f"({len(rows)} x {config.latent_dim}) or are not finite"
             )
     losses = trainer.train(config.local_epochs, targets)
-    mix_batch = int(msg.content.config_records[P.CONFIG_RECORD].get(P.KEY_MIX_BATCH,
-                                                                     config.mix_batch_size))
+    mix_batch = int(
+        msg.content.config_records[P.CONFIG_RECORD].get(
+            P.KEY_MIX_BATCH, config.mix_batch_size
+        )
+    )
     rows = trainer.sample_rows(mix_batch)
     codes = trainer.encode(agent.x_train[rows])
     context.state.config_records[STATE_KEY] = ConfigRecord(
@@ -118,10 +157,12 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     )
     metrics = {f"train-{k}": v for k, v in losses.items()}
     metrics.update({P.KEY_NUM_EXAMPLES: agent.n_train, P.KEY_AGENT: agent.agent_id})
-    content = RecordDict({
-        P.CODES_RECORD: ArrayRecord({P.KEY_CODES: Array(codes.astype(np.float32))}),
-        P.METRICS_RECORD: MetricRecord(metrics),
-    })
+    content = RecordDict(
+        {
+            P.CODES_RECORD: ArrayRecord({P.KEY_CODES: Array(codes.astype(np.float32))}),
+            P.METRICS_RECORD: MetricRecord(metrics),
+        }
+    )
     return Message(content=content, reply_to=msg)
 
 
@@ -136,17 +177,25 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
     )
     if config.task == "classification":
         metrics["accuracy"] = classification_accuracy(
-            trainer.encode(), agent.y_train, test_codes, agent.y_test)
-    metrics.update({
-        P.KEY_AGENT: agent.agent_id, "modality": agent.modality,
-        "n-train": agent.n_train, "n-test": agent.n_test,
-        P.KEY_NUM_EXAMPLES: agent.n_test,
-    })
-    return Message(content=RecordDict({P.METRICS_RECORD: MetricRecord(metrics)}),
-                   reply_to=msg)
+            trainer.encode(), agent.y_train, test_codes, agent.y_test
+        )
+    metrics.update(
+        {
+            P.KEY_AGENT: agent.agent_id,
+            "modality": agent.modality,
+            "n-train": agent.n_train,
+            "n-test": agent.n_test,
+            P.KEY_NUM_EXAMPLES: agent.n_test,
+        }
+    )
+    return Message(
+        content=RecordDict({P.METRICS_RECORD: MetricRecord(metrics)}), reply_to=msg
+    )
 
 
-def build_client_app(config: RunConfig | None = None, mods: list[Mod] | None = None) -> ClientApp:
+def build_client_app(
+    config: RunConfig | None = None, mods: list[Mod] | None = None
+) -> ClientApp:
     """Create the OTM ClientApp.
 
     Parameters

@@ -61,8 +61,10 @@ class RunConfig:
         checks = [
             (self.task in TASKS, f"task must be one of {TASKS}"),
             (self.method in METHODS, f"method must be one of {METHODS}"),
-            (self.barycenter_variant in VARIANTS,
-             f"barycenter-variant must be one of {VARIANTS}"),
+            (
+                self.barycenter_variant in VARIANTS,
+                f"barycenter-variant must be one of {VARIANTS}",
+            ),
             (self.solver in SOLVERS, f"solver must be one of {SOLVERS}"),
             (self.num_server_rounds >= 1, "num-server-rounds must be >= 1"),
             (self.local_epochs >= 0, "local-epochs must be >= 0"),
@@ -81,8 +83,16 @@ class RunConfig:
             (self.num_agents >= 0, "num-agents must be >= 0 (0: one per view)"),
             (self.round_timeout > 0, "round-timeout must be > 0"),
         ]
-        weights = ("weight_rec", "weight_mix", "weight_reg", "weight_mmd", "weight_task")
-        checks += [(getattr(self, w) >= 0, f"{_kebab(w)} must be >= 0") for w in weights]
+        weights = (
+            "weight_rec",
+            "weight_mix",
+            "weight_reg",
+            "weight_mmd",
+            "weight_task",
+        )
+        checks += [
+            (getattr(self, w) >= 0, f"{_kebab(w)} must be >= 0") for w in weights
+        ]
         errors = [msg for ok, msg in checks if not ok]
         if errors:
             raise ConfigError("invalid run config: " + "; ".join(errors))
@@ -101,7 +111,9 @@ def valid_keys() -> list[str]:
     return [_kebab(f.name) for f in dataclasses.fields(RunConfig)]
 
 
-def parse_run_config(mapping: Mapping[str, Any] | None = None, **overrides: Any) -> RunConfig:
+def parse_run_config(
+    mapping: Mapping[str, Any] | None = None, **overrides: Any
+) -> RunConfig:
     """Build a :class:`RunConfig` from a run-config mapping plus overrides.
 
     Parameters

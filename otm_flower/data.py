@@ -829,10 +829,16 @@ def make_agents(
             agent_id = view * n_parts + p
             rate = float(unaligned_rate)
             rng = np.random.default_rng([seed, 2, agent_id])
-            tr = train_ids[_unalign(train_ids.size, rate,
-                                    np.random.default_rng([seed, 3, p, 0]), rng)]
-            te = test_ids[_unalign(test_ids.size, rate,
-                                   np.random.default_rng([seed, 3, p, 1]), rng)]
+            tr = train_ids[
+                _unalign(
+                    train_ids.size, rate, np.random.default_rng([seed, 3, p, 0]), rng
+                )
+            ]
+            te = test_ids[
+                _unalign(
+                    test_ids.size, rate, np.random.default_rng([seed, 3, p, 1]), rng
+                )
+            ]
             try:
                 x_tr, x_te = preprocess_view(x[tr], x[te], preprocess)
             except DataError as err:

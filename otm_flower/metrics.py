@@ -39,10 +39,14 @@ def clustering_scores(
     """k-means on codes, scored against labels: ``{"acc", "nmi", "ari"}``."""
     codes = np.asarray(codes, dtype=np.float64)
     if codes.ndim != 2 or len(codes) != len(labels):
-        raise ValueError(f"codes must be (n, d) with n = {len(labels)}, got {codes.shape}")
+        raise ValueError(
+            f"codes must be (n, d) with n = {len(labels)}, got {codes.shape}"
+        )
     if not np.isfinite(codes).all():
         raise ValueError("codes contain NaN or Inf; cannot cluster them")
-    clusters = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(codes)
+    clusters = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(
+        codes
+    )
     return {
         "acc": clustering_accuracy(labels, clusters),
         "nmi": float(normalized_mutual_info_score(labels, clusters)),

@@ -31,7 +31,11 @@ class WAE(nn.Module):
     """
 
     def __init__(
-        self, input_dim: int, latent_dim: int, hidden_dim: int = 256, num_classes: int = 0
+        self,
+        input_dim: int,
+        latent_dim: int,
+        hidden_dim: int = 256,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         if min(input_dim, latent_dim, hidden_dim) < 1:
@@ -74,7 +78,9 @@ def mmd_imq(z: torch.Tensor, prior: torch.Tensor, scale: float = 1.0) -> torch.T
     """
     n, d = z.shape
     if n < 2 or prior.shape != z.shape:
-        raise ValueError(f"mmd_imq needs two (n>=2, d) tensors, got {z.shape}, {prior.shape}")
+        raise ValueError(
+            f"mmd_imq needs two (n>=2, d) tensors, got {z.shape}, {prior.shape}"
+        )
     zz = torch.cdist(z, z).pow(2)
     pp = torch.cdist(prior, prior).pow(2)
     zp = torch.cdist(z, prior).pow(2)

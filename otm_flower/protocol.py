@@ -40,7 +40,9 @@ class ProtocolError(ValueError):
     """A message does not follow the OTM protocol."""
 
 
-def validate_codes(codes: np.ndarray, latent_dim: int | None, max_rows: int) -> np.ndarray:
+def validate_codes(
+    codes: np.ndarray, latent_dim: int | None, max_rows: int
+) -> np.ndarray:
     """Check uploaded latent codes and return them as float64.
 
     Parameters

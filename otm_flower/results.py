@@ -46,17 +46,19 @@ def build_result(
     agents = []
     for agent_id in sorted(latest):
         rnd, m = latest[agent_id]
-        agents.append({
-            "id": agent_id,
-            "modality": int(m.get("modality", -1)),
-            "n_train": int(m.get("n-train", 0)),
-            "n_test": int(m.get("n-test", 0)),
-            "acc": m.get("acc"),
-            "nmi": m.get("nmi"),
-            "ari": m.get("ari"),
-            "accuracy": m.get("accuracy") if classify else None,
-            "round": rnd,
-        })
+        agents.append(
+            {
+                "id": agent_id,
+                "modality": int(m.get("modality", -1)),
+                "n_train": int(m.get("n-train", 0)),
+                "n_test": int(m.get("n-test", 0)),
+                "acc": m.get("acc"),
+                "nmi": m.get("nmi"),
+                "ari": m.get("ari"),
+                "accuracy": m.get("accuracy") if classify else None,
+                "round": rnd,
+            }
+        )
     history = [
         {"round": rnd, **_mean(list(agent_metrics[rnd].values()), classify)}
         for rnd in sorted(agent_metrics)
@@ -106,11 +108,14 @@ def _finite(value: Any) -> Any:
 
 def format_summary(result: dict[str, Any]) -> str:
     """A short human-readable table of per-agent and mean test metrics."""
-    lines = [f"{result['method']} on {result['dataset']} ({result['task']}, seed "
-             f"{result['seed']}, {result['rounds']} rounds, {result['wall_s']:.1f} s)",
-             "agent modality  n_test    ACC    NMI    ARI  accuracy"]
-    rows = result["agents"] + [{"id": "mean", "modality": "", "n_test": "",
-                                **result["mean"]}]
+    lines = [
+        f"{result['method']} on {result['dataset']} ({result['task']}, seed "
+        f"{result['seed']}, {result['rounds']} rounds, {result['wall_s']:.1f} s)",
+        "agent modality  n_test    ACC    NMI    ARI  accuracy",
+    ]
+    rows = result["agents"] + [
+        {"id": "mean", "modality": "", "n_test": "", **result["mean"]}
+    ]
     for a in rows:
         acc = "-" if a.get("accuracy") is None else f"{a['accuracy']:.3f}"
         lines.append(

@@ -87,12 +87,18 @@ class LocalTrainer:
         seed: int = 0,
     ) -> None:
         if x_train.ndim != 2 or len(x_train) < 2:
-            raise ValueError(f"x_train must be (n >= 2, dim), got shape {x_train.shape}")
+            raise ValueError(
+                f"x_train must be (n >= 2, dim), got shape {x_train.shape}"
+            )
         if num_classes > 0 and (y_train is None or len(y_train) != len(x_train)):
             raise ValueError("classification needs y_train with one label per row")
         torch.manual_seed(seed)
         self.x = torch.as_tensor(np.asarray(x_train, dtype=np.float32))
-        self.y = None if y_train is None else torch.as_tensor(np.asarray(y_train), dtype=torch.long)
+        self.y = (
+            None
+            if y_train is None
+            else torch.as_tensor(np.asarray(y_train), dtype=torch.long)
+        )
         self.model = WAE(self.x.shape[1], latent_dim, hidden_dim, num_classes)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
         self.batch_size = batch_size
@@ -161,7 +167,9 @@ class LocalTrainer:
         if self.model.head is not None and self.y is not None:
             terms["task"] = F.cross_entropy(self.model.head(z), self.y[idx])
         if rows is not None and mixed is not None:
-            pick = torch.randint(len(rows), (min(len(idx), len(rows)),), generator=self.generator)
+            pick = torch.randint(
+                len(rows), (min(len(idx), len(rows)),), generator=self.generator
+            )
             x_mix = self.x[rows[pick]]
             terms["mix"] = F.mse_loss(self.model.decode(mixed[pick]), x_mix)
             if barycenter is not None:

@@ -64,7 +64,9 @@ def simulate(
         verbose_logging=verbose,
     )
     if not out.exists():
-        raise RuntimeError(f"the simulation ended without writing {out}; see the log above")
+        raise RuntimeError(
+            f"the simulation ended without writing {out}; see the log above"
+        )
     return json.loads(out.read_text())
 
 
@@ -72,42 +74,73 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``otm-flower`` console command."""
     parser = argparse.ArgumentParser(prog="otm-flower", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run one federated simulation and write a JSON result")
-    run.add_argument("--dataset", default=None, help="handwritten, a shared name "
-                     "(bdgp, cub, scene-15, prokaryotic, movies) or a .mat/.npz path")
+    run = sub.add_parser(
+        "run", help="run one federated simulation and write a JSON result"
+    )
+    run.add_argument(
+        "--dataset",
+        default=None,
+        help="handwritten, a shared name "
+        "(bdgp, cub, scene-15, prokaryotic, movies) or a .mat/.npz path",
+    )
     run.add_argument("--method", default=None, help="otm (default)")
     run.add_argument("--task", default=None, choices=["clustering", "classification"])
     run.add_argument("--rounds", type=int, default=None, help="federated rounds")
     run.add_argument("--seed", type=int, default=None)
-    run.add_argument("--out", default=None, help="JSON result file "
-                     "(default outputs/<dataset>-<method>-<task>-seed<seed>.json)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help=f"any run-config key; valid: {', '.join(valid_keys())}")
-    run.add_argument("--num-cpus", type=int, default=None, help="CPUs for the simulation")
+    run.add_argument(
+        "--out",
+        default=None,
+        help="JSON result file "
+        "(default outputs/<dataset>-<method>-<task>-seed<seed>.json)",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"any run-config key; valid: {', '.join(valid_keys())}",
+    )
+    run.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs for the simulation"
+    )
     run.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
 
     try:
         values: dict[str, Any] = _parse_set(args.set)
-        for key, value in (("dataset", args.dataset), ("method", args.method),
-                           ("task", args.task), ("num-server-rounds", args.rounds),
-                           ("seed", args.seed), ("out", args.out)):
+        for key, value in (
+            ("dataset", args.dataset),
+            ("method", args.method),
+            ("task", args.task),
+            ("num-server-rounds", args.rounds),
+            ("seed", args.seed),
+            ("out", args.out),
+        ):
             if value is not None:
                 values[key] = value
         config = parse_run_config(values)
         if not config.out:
-            stem = Path(config.dataset).stem.lower()
+            stem = f"{Path(config.dataset).stem.lower()}-{config.method}-{config.task}"
             config = parse_run_config(
-                {**config.to_dict(),
-                 "out": f"outputs/{stem}-{config.method}-{config.task}-seed{config.seed}.json"})
+                {
+                    **config.to_dict(),
+                    "out": f"outputs/{stem}-seed{config.seed}.json",
+                }
+            )
         result = simulate(config, num_cpus=args.num_cpus, verbose=args.verbose)
     except (ConfigError, DataError) as err:
         print(f"otm-flower: error: {err}", file=sys.stderr)
         return 2
     mean = result["mean"]
-    print(f"mean test ACC {mean['acc']:.4f}  NMI {mean['nmi']:.4f}  ARI {mean['ari']:.4f}"
-          + (f"  accuracy {mean['accuracy']:.4f}" if mean.get("accuracy") is not None else "")
-          + f"  ({result['wall_s']:.1f} s); result: {config.out}")
+    print(
+        f"mean test ACC {mean['acc']:.4f}  NMI {mean['nmi']:.4f}  ARI {mean['ari']:.4f}"
+        + (
+            f"  accuracy {mean['accuracy']:.4f}"
+            if mean.get("accuracy") is not None
+            else ""
+        )
+        + f"  ({result['wall_s']:.1f} s); result: {config.out}"
+    )
     return 0
 
 

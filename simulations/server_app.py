@@ -47,8 +47,13 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
     """Run a federated OTM job on ``grid`` and return its result document."""
     num_agents = expected_agents(config)
     strategy = make_strategy(config, num_agents)
-    log(INFO, "OTM on %s: %d agents, %d rounds", config.dataset, num_agents,
-        config.num_server_rounds)
+    log(
+        INFO,
+        "OTM on %s: %d agents, %d rounds",
+        config.dataset,
+        num_agents,
+        config.num_server_rounds,
+    )
     start = time.perf_counter()
     strategy.start(
         grid=grid,
@@ -64,8 +69,10 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
         wall_s=time.perf_counter() - start,
         bytes_up=strategy.bytes_up,
         bytes_down=strategy.bytes_down,
-        extra={"mix_seconds": [round(s, 4) for s in strategy.mix_seconds],
-               "rejected": [list(r) for r in strategy.rejected]},
+        extra={
+            "mix_seconds": [round(s, 4) for s in strategy.mix_seconds],
+            "rejected": [list(r) for r in strategy.rejected],
+        },
     )
     log(INFO, "\n%s", format_summary(result))
     if config.out:
@@ -85,7 +92,9 @@ def build_server_app(config: RunConfig | None = None) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_otm(grid, config if config is not None else parse_run_config(context.run_config))
+        run_otm(
+            grid, config if config is not None else parse_run_config(context.run_config)
+        )
 
     return app
 

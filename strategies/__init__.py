@@ -1,0 +1,5 @@
+"""Flower server strategies of otm-flower."""
+
+from .otm import OTMStrategy
+
+__all__ = ["OTMStrategy"]

@@ -84,7 +84,9 @@ class OTMStrategy(Strategy):
         on_mix: MixCallback | None = None,
     ) -> None:
         if not 0.0 < fraction_train <= 1.0 or not 0.0 <= fraction_evaluate <= 1.0:
-            raise ValueError("fraction_train must be in (0, 1], fraction_evaluate in [0, 1]")
+            raise ValueError(
+                "fraction_train must be in (0, 1], fraction_evaluate in [0, 1]"
+            )
         self.fraction_train = fraction_train
         self.fraction_evaluate = fraction_evaluate
         self.min_available_nodes = min_available_nodes
@@ -107,12 +109,24 @@ class OTMStrategy(Strategy):
 
     def summary(self) -> None:
         """Log the strategy's settings."""
-        log(INFO, "\t├──> Sampling: fraction train %.2f | evaluate %.2f | min nodes %d",
-            self.fraction_train, self.fraction_evaluate, self.min_available_nodes)
-        log(INFO, "\t└──> Mixer: %s barycenter, alpha %.2f, %d iterations, "
+        log(
+            INFO,
+            "\t├──> Sampling: fraction train %.2f | evaluate %.2f | min nodes %d",
+            self.fraction_train,
+            self.fraction_evaluate,
+            self.min_available_nodes,
+        )
+        log(
+            INFO,
+            "\t└──> Mixer: %s barycenter, alpha %.2f, %d iterations, "
             "Dirichlet(%.2f), %d codes per agent, min agents %d",
-            self.variant, self.alpha, self.barycenter_iterations, self.concentration,
-            self.mix_batch_size, self.min_agents)
+            self.variant,
+            self.alpha,
+            self.barycenter_iterations,
+            self.concentration,
+            self.mix_batch_size,
+            self.min_agents,
+        )
 
     # ---------------------------------------------------------------- training
     def configure_train(
@@ -120,21 +134,32 @@ class OTMStrategy(Strategy):
     ) -> Iterable[Message]:
         """Send each sampled agent the round config and its own mixed codes."""
         node_ids = self._sample(grid, self.fraction_train)
-        log(INFO, "configure_train: %d agents, %d with mixed codes", len(node_ids),
-            sum(n in self._targets for n in node_ids))
+        log(
+            INFO,
+            "configure_train: %d agents, %d with mixed codes",
+            len(node_ids),
+            sum(n in self._targets for n in node_ids),
+        )
         messages = []
         for node_id in node_ids:
-            content = RecordDict({P.CONFIG_RECORD: self._round_config(config, server_round)})
+            content = RecordDict(
+                {P.CONFIG_RECORD: self._round_config(config, server_round)}
+            )
             if node_id in self._targets:
                 mixed, barycenter = self._targets[node_id]
-                payload = ArrayRecord({
-                    P.KEY_MIXED: Array(mixed.astype(np.float32)),
-                    P.KEY_BARYCENTER: Array(barycenter.astype(np.float32)),
-                })
+                payload = ArrayRecord(
+                    {
+                        P.KEY_MIXED: Array(mixed.astype(np.float32)),
+                        P.KEY_BARYCENTER: Array(barycenter.astype(np.float32)),
+                    }
+                )
                 self.bytes_down += 4 * (mixed.size + barycenter.size)
                 content[P.CODES_RECORD] = payload
-            messages.append(Message(content=content, message_type=MessageType.TRAIN,
-                                    dst_node_id=node_id))
+            messages.append(
+                Message(
+                    content=content, message_type=MessageType.TRAIN, dst_node_id=node_id
+                )
+            )
         self._targets = {}
         return messages
 
@@ -160,8 +185,13 @@ class OTMStrategy(Strategy):
         if len(codes) >= max(self.min_agents, 1):
             self._mix(server_round, node_ids, codes)
         else:
-            log(WARNING, "round %d: %d valid uploads (< min-agents %d); mixing skipped",
-                server_round, len(codes), self.min_agents)
+            log(
+                WARNING,
+                "round %d: %d valid uploads (< min-agents %d); mixing skipped",
+                server_round,
+                len(codes),
+                self.min_agents,
+            )
         return None, _mean_metrics(metrics)
 
     def _read_train_reply(self, msg: Message) -> tuple[np.ndarray, MetricRecord]:
@@ -174,13 +204,17 @@ class OTMStrategy(Strategy):
             raise P.ProtocolError(f"reply has no MetricRecord {P.METRICS_RECORD!r}")
         array_record = content.array_records[P.CODES_RECORD]
         if P.KEY_CODES not in array_record:
-            raise P.ProtocolError(f"record {P.CODES_RECORD!r} has no array {P.KEY_CODES!r}")
+            raise P.ProtocolError(
+                f"record {P.CODES_RECORD!r} has no array {P.KEY_CODES!r}"
+            )
         raw = array_record[P.KEY_CODES].numpy()
         codes = P.validate_codes(raw, self.latent_dim, self.mix_batch_size)
         self.bytes_up += raw.nbytes
         return codes, content.metric_records[P.METRICS_RECORD]
 
-    def _mix(self, server_round: int, node_ids: list[int], codes: list[np.ndarray]) -> None:
+    def _mix(
+        self, server_round: int, node_ids: list[int], codes: list[np.ndarray]
+    ) -> None:
         start = time.perf_counter()
         try:
             result, mixed, barycenter = mix_and_pull_back(
@@ -193,8 +227,14 @@ class OTMStrategy(Strategy):
                 seed=self.seed * 100_003 + server_round,
             )
         except Exception as err:  # noqa: BLE001 - a solver failure must not end the run
-            log(WARNING, "round %d: mixing failed (%s: %s); agents train without mix "
-                "targets next round", server_round, type(err).__name__, err)
+            log(
+                WARNING,
+                "round %d: mixing failed (%s: %s); agents train without mix "
+                "targets next round",
+                server_round,
+                type(err).__name__,
+                err,
+            )
             return
         elapsed = time.perf_counter() - start
         self.mix_seconds.append(elapsed)
@@ -202,10 +242,20 @@ class OTMStrategy(Strategy):
             if np.isfinite(mixed_k).all() and np.isfinite(bary_k).all():
                 self._targets[node_id] = (mixed_k, bary_k)
             else:
-                log(WARNING, "round %d: mixed codes for node %d not finite; withheld",
-                    server_round, node_id)
-        log(INFO, "round %d: mixed %d agents' codes in %.2f s (objective %.4f)",
-            server_round, len(codes), elapsed, result.objective)
+                log(
+                    WARNING,
+                    "round %d: mixed codes for node %d not finite; withheld",
+                    server_round,
+                    node_id,
+                )
+        log(
+            INFO,
+            "round %d: mixed %d agents' codes in %.2f s (objective %.4f)",
+            server_round,
+            len(codes),
+            elapsed,
+            result.objective,
+        )
         if self.on_mix is not None:
             self.on_mix(server_round, node_ids, result)
 
@@ -234,20 +284,35 @@ class OTMStrategy(Strategy):
                 self._reject(server_round, node_id, f"evaluation: {reason}")
                 continue
             record = msg.content.metric_records[P.METRICS_RECORD]
-            values = {k: float(v) for k, v in record.items() if isinstance(v, int | float)}
+            values = {
+                k: float(v) for k, v in record.items() if isinstance(v, int | float)
+            }
             per_agent[int(values.get(P.KEY_AGENT, node_id))] = values
         self.agent_metrics[server_round] = per_agent
         if not per_agent:
             return None
         for agent_id in sorted(per_agent):
             m = per_agent[agent_id]
-            log(INFO, "  agent %d: ACC %.3f  NMI %.3f  ARI %.3f%s", agent_id, m["acc"],
-                m["nmi"], m["ari"],
-                f"  accuracy {m['accuracy']:.3f}" if "accuracy" in m else "")
-        mean = _mean_metrics([MetricRecord(m) for m in per_agent.values()],
-                             keys=("acc", "nmi", "ari", "accuracy"))
-        log(INFO, "round %d mean over %d agents: %s", server_round, len(per_agent),
-            "  ".join(f"{k.upper()} {v:.3f}" for k, v in mean.items()))
+            log(
+                INFO,
+                "  agent %d: ACC %.3f  NMI %.3f  ARI %.3f%s",
+                agent_id,
+                m["acc"],
+                m["nmi"],
+                m["ari"],
+                f"  accuracy {m['accuracy']:.3f}" if "accuracy" in m else "",
+            )
+        mean = _mean_metrics(
+            [MetricRecord(m) for m in per_agent.values()],
+            keys=("acc", "nmi", "ari", "accuracy"),
+        )
+        log(
+            INFO,
+            "round %d mean over %d agents: %s",
+            server_round,
+            len(per_agent),
+            "  ".join(f"{k.upper()} {v:.3f}" for k, v in mean.items()),
+        )
         return mean
 
     # ----------------------------------------------------------------- helpers

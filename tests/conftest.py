@@ -25,13 +25,21 @@ def _task_identity() -> None:
     TaskIdentity.task_id = 1
 
 
-def incoming(content: RecordDict, message_type: str, src: int = 0, dst: int = 1) -> Message:
+def incoming(
+    content: RecordDict, message_type: str, src: int = 0, dst: int = 1
+) -> Message:
     """A message as delivered by Flower (with metadata), e.g. a reply to a server."""
     return Message(
         content=content,
         metadata=Metadata(
-            run_id=1, message_id=f"m-{src}-{dst}-{time.monotonic_ns()}",
-            src_node_id=src, dst_node_id=dst, reply_to_message_id="", group_id="",
-            created_at=time.time(), ttl=3600.0, message_type=message_type,
+            run_id=1,
+            message_id=f"m-{src}-{dst}-{time.monotonic_ns()}",
+            src_node_id=src,
+            dst_node_id=dst,
+            reply_to_message_id="",
+            group_id="",
+            created_at=time.time(),
+            ttl=3600.0,
+            message_type=message_type,
         ),
     )

@@ -18,16 +18,27 @@ CONFIG = parse_run_config(
 
 
 def context(partition: int = 3, num_partitions: int = 6) -> Context:
-    return Context(run_id=1, node_id=5, node_config={"partition-id": partition,
-                   "num-partitions": num_partitions}, state=RecordDict(), run_config={})
+    return Context(
+        run_id=1,
+        node_id=5,
+        node_config={"partition-id": partition, "num-partitions": num_partitions},
+        state=RecordDict(),
+        run_config={},
+    )
 
 
 def train_message(round_: int, mixed: np.ndarray | None = None, version: int = 1):
-    content = RecordDict({P.CONFIG_RECORD: ConfigRecord(
-        {P.KEY_ROUND: round_, P.KEY_VERSION: version, P.KEY_MIX_BATCH: 64})})
+    content = RecordDict(
+        {
+            P.CONFIG_RECORD: ConfigRecord(
+                {P.KEY_ROUND: round_, P.KEY_VERSION: version, P.KEY_MIX_BATCH: 64}
+            )
+        }
+    )
     if mixed is not None:
-        content[P.CODES_RECORD] = ArrayRecord({P.KEY_MIXED: Array(mixed),
-                                               P.KEY_BARYCENTER: Array(mixed)})
+        content[P.CODES_RECORD] = ArrayRecord(
+            {P.KEY_MIXED: Array(mixed), P.KEY_BARYCENTER: Array(mixed)}
+        )
     return incoming(content, MessageType.TRAIN, src=0, dst=5)
 
 
@@ -82,8 +93,18 @@ def test_protocol_version_mismatch_is_a_clear_error() -> None:
 def test_evaluate_reply_is_metrics_only() -> None:
     ctx = context(partition=0)
     handle_train(train_message(1), ctx, CONFIG)
-    reply = handle_evaluate(incoming(RecordDict({P.CONFIG_RECORD: ConfigRecord(
-        {P.KEY_ROUND: 1, P.KEY_VERSION: 1})}), MessageType.EVALUATE, 0, 5), ctx, CONFIG)
+    reply = handle_evaluate(
+        incoming(
+            RecordDict(
+                {P.CONFIG_RECORD: ConfigRecord({P.KEY_ROUND: 1, P.KEY_VERSION: 1})}
+            ),
+            MessageType.EVALUATE,
+            0,
+            5,
+        ),
+        ctx,
+        CONFIG,
+    )
     assert_codes_and_metrics_only(reply, n_rows=None)
     metrics = reply.content.metric_records[P.METRICS_RECORD]
     for key in ("acc", "nmi", "ari"):
@@ -101,7 +122,8 @@ def test_evaluate_reply_is_metrics_only() -> None:
     ],
 )
 def test_bad_node_config_is_named(node_config, match) -> None:
-    ctx = Context(run_id=1, node_id=5, node_config=node_config, state=RecordDict(),
-                  run_config={})
+    ctx = Context(
+        run_id=1, node_id=5, node_config=node_config, state=RecordDict(), run_config={}
+    )
     with pytest.raises(ValueError, match=match):
         handle_train(train_message(1), ctx, CONFIG)

@@ -25,7 +25,9 @@ def test_readme_documents_every_key() -> None:
 
 
 def test_unknown_key_lists_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown run-config key 'epochs'.*local-epochs"):
+    with pytest.raises(
+        ConfigError, match="unknown run-config key 'epochs'.*local-epochs"
+    ):
         parse_run_config({"epochs": 3})
 
 

@@ -27,8 +27,10 @@ def make_recorder(folder: str):
             "type": msg.metadata.message_type,
             "config_records": list(content.config_records),
             "array_records": {
-                name: {key: {"shape": list(arr.shape), "dtype": arr.dtype}
-                       for key, arr in record.items()}
+                name: {
+                    key: {"shape": list(arr.shape), "dtype": arr.dtype}
+                    for key, arr in record.items()
+                }
                 for name, record in content.array_records.items()
             },
             "metric_records": {
@@ -44,11 +46,17 @@ def make_recorder(folder: str):
 
 def test_simulation_reports_every_agent_and_sends_only_codes(tmp_path: Path) -> None:
     rounds, mix_batch, latent = 2, 64, 8
-    config = parse_run_config({
-        "num-server-rounds": rounds, "local-epochs": 1, "latent-dim": latent,
-        "hidden-dim": 32, "mix-batch-size": mix_batch, "barycenter-iterations": 2,
-        "out": str(tmp_path / "result.json"),
-    })
+    config = parse_run_config(
+        {
+            "num-server-rounds": rounds,
+            "local-epochs": 1,
+            "latent-dim": latent,
+            "hidden-dim": 32,
+            "mix-batch-size": mix_batch,
+            "barycenter-iterations": 2,
+            "out": str(tmp_path / "result.json"),
+        }
+    )
     log_dir = tmp_path / "messages"
     log_dir.mkdir()
     result = simulate(config, num_cpus=2, mods=[make_recorder(str(log_dir))])
@@ -62,7 +70,8 @@ def test_simulation_reports_every_agent_and_sends_only_codes(tmp_path: Path) -> 
         assert agent["n_train"] == 1600 and agent["n_test"] == 400
         assert agent["accuracy"] is None
     assert result["mean"]["acc"] == pytest.approx(
-        sum(a["acc"] for a in result["agents"]) / 6)
+        sum(a["acc"] for a in result["agents"]) / 6
+    )
     assert result["bytes_up"] == rounds * 6 * mix_batch * latent * 4
     assert result["bytes_down"] == (rounds - 1) * 6 * 2 * mix_batch * latent * 4
     assert len(result["history"]) == rounds and result["rejected"] == []
@@ -75,6 +84,7 @@ def test_simulation_reports_every_agent_and_sends_only_codes(tmp_path: Path) -> 
         assert set(reply["metric_records"]["metrics"].values()) <= {"int", "float"}
         if reply["type"] == "train":
             assert reply["array_records"] == {
-                "otm": {"codes": {"shape": [mix_batch, latent], "dtype": "float32"}}}
+                "otm": {"codes": {"shape": [mix_batch, latent], "dtype": "float32"}}
+            }
         else:
             assert reply["array_records"] == {}

@@ -56,8 +56,13 @@ class StaticGrid(Grid):
 
 
 def train_reply(node_id: int, codes: np.ndarray | None, **extra_records) -> object:
-    content = RecordDict({P.METRICS_RECORD: MetricRecord(
-        {P.KEY_NUM_EXAMPLES: 100, P.KEY_AGENT: node_id, "train-rec": 0.5})})
+    content = RecordDict(
+        {
+            P.METRICS_RECORD: MetricRecord(
+                {P.KEY_NUM_EXAMPLES: 100, P.KEY_AGENT: node_id, "train-rec": 0.5}
+            )
+        }
+    )
     if codes is not None:
         content[P.CODES_RECORD] = ArrayRecord({P.KEY_CODES: Array(codes)})
     for name, record in extra_records.items():
@@ -80,8 +85,11 @@ def test_mixing_round_sends_each_agent_only_its_own_pulled_back_codes() -> None:
     assert strategy.rejected == []
     assert strategy.bytes_up == sum(c.nbytes for c in uploads)
 
-    messages = list(strategy.configure_train(2, ArrayRecord(), ConfigRecord(),
-                                             StaticGrid([10, 11, 12])))
+    messages = list(
+        strategy.configure_train(
+            2, ArrayRecord(), ConfigRecord(), StaticGrid([10, 11, 12])
+        )
+    )
     assert sorted(m.metadata.dst_node_id for m in messages) == [10, 11, 12]
     for msg in messages:
         k = msg.metadata.dst_node_id - 10
@@ -99,8 +107,11 @@ def test_mixing_round_sends_each_agent_only_its_own_pulled_back_codes() -> None:
         assert config[P.KEY_ROUND] == 2 and config[P.KEY_VERSION] == P.PROTOCOL_VERSION
     assert strategy.bytes_down == sum(2 * n * D * 4 for n in sizes)
     # targets are delivered once: the following round sends none
-    again = list(strategy.configure_train(3, ArrayRecord(), ConfigRecord(),
-                                          StaticGrid([10, 11, 12])))
+    again = list(
+        strategy.configure_train(
+            3, ArrayRecord(), ConfigRecord(), StaticGrid([10, 11, 12])
+        )
+    )
     assert all(P.CODES_RECORD not in m.content for m in again)
 
 
@@ -119,7 +130,11 @@ def test_mixing_round_sends_each_agent_only_its_own_pulled_back_codes() -> None:
 def test_malformed_reply_is_dropped_and_others_still_mix(bad_codes, reason) -> None:
     strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=1)
     good = clouds([12, 14])
-    replies = [train_reply(1, good[0]), train_reply(2, bad_codes), train_reply(3, good[1])]
+    replies = [
+        train_reply(1, good[0]),
+        train_reply(2, bad_codes),
+        train_reply(3, good[1]),
+    ]
     strategy.aggregate_train(1, replies)
     assert len(strategy.rejected) == 1
     rnd, node, message = strategy.rejected[0]
@@ -131,8 +146,12 @@ def test_error_reply_is_logged_and_skipped() -> None:
     strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=1)
     good = clouds([12, 14])
     failed = incoming(RecordDict(), MessageType.TRAIN, src=2, dst=0)
-    failed = type(failed)(Error(code=0, reason="agent crashed"), metadata=failed.metadata)
-    strategy.aggregate_train(1, [train_reply(1, good[0]), failed, train_reply(3, good[1])])
+    failed = type(failed)(
+        Error(code=0, reason="agent crashed"), metadata=failed.metadata
+    )
+    strategy.aggregate_train(
+        1, [train_reply(1, good[0]), failed, train_reply(3, good[1])]
+    )
     assert [r[1] for r in strategy.rejected] == [2]
     assert "agent crashed" in strategy.rejected[0][2]
     assert set(strategy._targets) == {1, 3}
@@ -148,9 +167,25 @@ def test_too_few_agents_skips_mixing() -> None:
 def test_evaluate_keeps_per_agent_metrics_and_means_over_agents() -> None:
     strategy = OTMStrategy()
     replies = [
-        incoming(RecordDict({P.METRICS_RECORD: MetricRecord(
-            {P.KEY_AGENT: a, "acc": acc, "nmi": 0.5, "ari": 0.25, "n-test": 40,
-             P.KEY_NUM_EXAMPLES: 40})}), MessageType.EVALUATE, src=100 + a, dst=0)
+        incoming(
+            RecordDict(
+                {
+                    P.METRICS_RECORD: MetricRecord(
+                        {
+                            P.KEY_AGENT: a,
+                            "acc": acc,
+                            "nmi": 0.5,
+                            "ari": 0.25,
+                            "n-test": 40,
+                            P.KEY_NUM_EXAMPLES: 40,
+                        }
+                    )
+                }
+            ),
+            MessageType.EVALUATE,
+            src=100 + a,
+            dst=0,
+        )
         for a, acc in [(0, 0.8), (1, 0.6)]
     ]
     mean = strategy.aggregate_evaluate(4, replies)
