@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from otm_flower.metrics import classification_accuracy, clustering_scores
 from otm_flower.training import LocalTrainer, LossWeights, MixTargets
 
 STATE_KEY = "otm-agent"
+MetricValues = dict[str, int | float | list[int] | list[float]]
 
 
 @functools.lru_cache(maxsize=4)
@@ -106,11 +107,20 @@ def _trainer(
         ),
         seed=config.seed * 1009 + agent.agent_id,
     )
-    if STATE_KEY in context.state.config_records:
-        trainer.load_state_bytes(
-            bytes(context.state.config_records[STATE_KEY]["trainer"])
-        )  # type: ignore[arg-type]
+    saved = _saved_state(context)
+    if saved is not None:
+        trainer.load_state_bytes(saved[0])
     return trainer
+
+
+def _saved_state(context: Context) -> tuple[bytes, np.ndarray] | None:
+    """The agent's trainer bytes and last uploaded rows, kept in ``context.state``."""
+    record = context.state.config_records.get(STATE_KEY)
+    if record is None:
+        return None
+    trainer = cast(bytes, record["trainer"])
+    rows = np.asarray(cast(list[int], record["rows"]), dtype=np.int64)
+    return trainer, rows
 
 
 def _check_version(msg: Message) -> None:
@@ -118,7 +128,7 @@ def _check_version(msg: Message) -> None:
     version = config.get(P.KEY_VERSION, P.PROTOCOL_VERSION)
     if version != P.PROTOCOL_VERSION:
         raise P.ProtocolError(
-            f"server speaks OTM protocol version {version}, "
+            f"server speaks OTM protocol version {version!r}, "
             f"this client {P.PROTOCOL_VERSION}"
         )
 
@@ -128,11 +138,11 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     _check_version(msg)
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     trainer = _trainer(config, agent, n_classes, context)
-    state = context.state.config_records.get(STATE_KEY)
+    saved = _saved_state(context)
     targets = None
-    if P.CODES_RECORD in msg.content.array_records and state is not None:
+    if P.CODES_RECORD in msg.content.array_records and saved is not None:
         record = msg.content.array_records[P.CODES_RECORD]
-        rows = np.asarray(state["rows"], dtype=np.int64)
+        rows = saved[1]
         mixed = record[P.KEY_MIXED].numpy()
         barycenter = (
             record[P.KEY_BARYCENTER].numpy() if P.KEY_BARYCENTER in record else None
@@ -145,17 +155,14 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
                 f"({len(rows)} x {config.latent_dim}) or are not finite"
             )
     losses = trainer.train(config.local_epochs, targets)
-    mix_batch = int(
-        msg.content.config_records[P.CONFIG_RECORD].get(
-            P.KEY_MIX_BATCH, config.mix_batch_size
-        )
-    )
+    round_config = msg.content.config_records[P.CONFIG_RECORD]
+    mix_batch = int(cast(int, round_config.get(P.KEY_MIX_BATCH, config.mix_batch_size)))
     rows = trainer.sample_rows(mix_batch)
     codes = trainer.encode(agent.x_train[rows])
     context.state.config_records[STATE_KEY] = ConfigRecord(
         {"trainer": trainer.state_bytes(), "rows": [int(r) for r in rows]}
     )
-    metrics = {f"train-{k}": v for k, v in losses.items()}
+    metrics: MetricValues = {f"train-{k}": v for k, v in losses.items()}
     metrics.update({P.KEY_NUM_EXAMPLES: agent.n_train, P.KEY_AGENT: agent.agent_id})
     content = RecordDict(
         {
@@ -172,7 +179,7 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     trainer = _trainer(config, agent, n_classes, context)
     test_codes = trainer.encode(agent.x_test)
-    metrics: dict[str, float | int] = dict(
+    metrics: MetricValues = dict(
         clustering_scores(test_codes, agent.y_test, n_classes, seed=config.seed)
     )
     if config.task == "classification":

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from logging import INFO, WARNING
+from typing import Any
 
 import numpy as np
 from flwr.app import (
@@ -303,7 +304,7 @@ class OTMStrategy(Strategy):
                 f"  accuracy {m['accuracy']:.3f}" if "accuracy" in m else "",
             )
         mean = _mean_metrics(
-            [MetricRecord(m) for m in per_agent.values()],
+            list(per_agent.values()),
             keys=("acc", "nmi", "ari", "accuracy"),
         )
         log(
@@ -335,14 +336,18 @@ class OTMStrategy(Strategy):
 
 
 def _mean_metrics(
-    records: list[MetricRecord], keys: Iterable[str] | None = None
+    records: Iterable[Mapping[str, Any]], keys: Iterable[str] | None = None
 ) -> MetricRecord:
     """Unweighted mean over records of each scalar key (present in any record)."""
     wanted = set(keys) if keys is not None else None
     sums: dict[str, list[float]] = {}
     for record in records:
         for key, value in record.items():
-            numeric = isinstance(value, int | float) and key != P.KEY_AGENT
-            if numeric and (wanted is None or key in wanted):
+            if not isinstance(value, int | float) or key == P.KEY_AGENT:
+                continue
+            if wanted is None or key in wanted:
                 sums.setdefault(key, []).append(float(value))
-    return MetricRecord({k: float(np.mean(v)) for k, v in sums.items()})
+    means: dict[str, int | float | list[int] | list[float]] = {
+        k: float(np.mean(v)) for k, v in sums.items()
+    }
+    return MetricRecord(means)
