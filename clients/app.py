@@ -22,6 +22,7 @@ from flwr.clientapp.typing import Mod
 from otm_flower import protocol as P
 from otm_flower.config import RunConfig, parse_run_config
 from otm_flower.data import AgentData, load_dataset, make_agents
+from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
 from otm_flower.metrics import classification_accuracy, clustering_scores
 from otm_flower.training import LocalTrainer, LossWeights, MixTargets
 
@@ -159,6 +160,10 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     mix_batch = int(cast(int, round_config.get(P.KEY_MIX_BATCH, config.mix_batch_size)))
     rows = trainer.sample_rows(mix_batch)
     codes = trainer.encode(agent.x_train[rows])
+    folder = diagnostics_dir(config.diagnostics_dir, context.run_id)
+    if folder is not None:  # local file for the simulator; never in a message
+        server_round = int(cast(int, round_config.get(P.KEY_ROUND, 0)))
+        save_upload_labels(folder, agent.agent_id, server_round, agent.y_train[rows])
     context.state.config_records[STATE_KEY] = ConfigRecord(
         {"trainer": trainer.state_bytes(), "rows": [int(r) for r in rows]}
     )

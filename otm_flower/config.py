@@ -55,6 +55,7 @@ class RunConfig:
     min_agents: int = 2
     num_agents: int = 0
     round_timeout: float = 600.0
+    diagnostics_dir: str = "auto"
     out: str = ""
 
     def __post_init__(self) -> None:

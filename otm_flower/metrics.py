@@ -64,3 +64,54 @@ def classification_accuracy(
     model = LogisticRegression(max_iter=2000)
     model.fit(train_codes, train_labels)
     return float(model.score(test_codes, test_labels))
+
+
+def coupling_agreement(
+    plans: list[np.ndarray], labels: list[np.ndarray]
+) -> tuple[float, np.ndarray]:
+    """Class agreement of the couplings that barycenter plans induce between agents.
+
+    Plans ``T_j`` (``N x n_j``) and ``T_k`` couple agent j's and agent k's samples
+    through the barycenter: ``P_jk = N T_j^T T_k`` (``n_j x n_k``, total mass 1).
+    Agreement of the pair is the mass of ``P_jk`` linking samples of the same class
+    (chance: ``sum_c p_c^2``, 0.1 for 10 balanced classes). Labels are the
+    simulator's: the server never sees them.
+
+    Parameters
+    ----------
+    plans : list of np.ndarray
+        K plans with a common number of rows N.
+    labels : list of np.ndarray
+        Labels of each agent's coupled samples (``n_k`` each, same order).
+
+    Returns
+    -------
+    mean : float
+        Mean agreement over the K (K-1)/2 agent pairs (NaN when K < 2).
+    pairs : np.ndarray
+        K x K matrix of pairwise agreements (diagonal NaN).
+    """
+    if len(plans) != len(labels):
+        raise ValueError(f"{len(plans)} plans but {len(labels)} label arrays")
+    n_points = {plan.shape[0] for plan in plans}
+    if len(n_points) > 1:
+        raise ValueError(f"plans have different numbers of rows: {sorted(n_points)}")
+    for k, (plan, y) in enumerate(zip(plans, labels, strict=True)):
+        if plan.shape[1] != len(y):
+            raise ValueError(
+                f"plan {k} couples {plan.shape[1]} samples, got {len(y)} labels"
+            )
+    classes = np.unique(np.concatenate([np.asarray(y) for y in labels]))
+    # mass each barycenter point carries, per class, for each agent: N x C
+    masses = [
+        np.stack([plan[:, np.asarray(y) == c].sum(axis=1) for c in classes], axis=1)
+        for plan, y in zip(plans, labels, strict=True)
+    ]
+    k = len(plans)
+    pairs = np.full((k, k), np.nan)
+    n = next(iter(n_points)) if n_points else 0
+    for i in range(k):
+        for j in range(i + 1, k):
+            pairs[i, j] = pairs[j, i] = n * float((masses[i] * masses[j]).sum())
+    mean = float(np.nanmean(pairs)) if k > 1 else float("nan")
+    return mean, pairs

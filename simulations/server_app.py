@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from logging import INFO
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
 from otm_flower.config import RunConfig, parse_run_config
 from otm_flower.data import load_dataset
+from otm_flower.diagnostics import diagnostics_dir, load_upload_labels
+from otm_flower.metrics import coupling_agreement
+from otm_flower.mixer import BarycenterResult
 from otm_flower.results import build_result, format_summary, write_result
 from strategies.otm import OTMStrategy
 
@@ -26,6 +32,46 @@ def expected_agents(config: RunConfig) -> int:
     if config.num_agents > 0:
         return config.num_agents
     return load_dataset(config.dataset).n_views * config.agents_per_modality
+
+
+class AgreementTracker:
+    """Records the couplings' class agreement after each mixing (simulation only).
+
+    Reads the labels that agents kept locally for their uploaded rows (see
+    :mod:`otm_flower.diagnostics`); reports nothing where those files are absent.
+    """
+
+    def __init__(self, folder: Path, strategy: OTMStrategy) -> None:
+        self.folder = folder
+        self.strategy = strategy
+        self.history: list[dict[str, Any]] = []
+
+    def __call__(
+        self, server_round: int, node_ids: list[int], result: BarycenterResult
+    ) -> None:
+        """Score the round's plans against the uploaded rows' labels."""
+        agents = [self.strategy.node_agents.get(n) for n in node_ids]
+        labels = [
+            None if a is None else load_upload_labels(self.folder, a, server_round)
+            for a in agents
+        ]
+        if any(y is None for y in labels):
+            return
+        mean, pairs = coupling_agreement(
+            result.plans, [y for y in labels if y is not None]
+        )
+        per_agent = {
+            str(a): round(float(np.nanmean(pairs[i])), 4) for i, a in enumerate(agents)
+        }
+        self.history.append(
+            {"round": server_round, "mean": round(mean, 4), "per_agent": per_agent}
+        )
+        log(
+            INFO,
+            "round %d: coupling class agreement %.3f (mean over agent pairs)",
+            server_round,
+            mean,
+        )
 
 
 def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
@@ -54,6 +100,9 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
         num_agents,
         config.num_server_rounds,
     )
+    folder = diagnostics_dir(config.diagnostics_dir, grid.run.run_id)
+    tracker = AgreementTracker(folder, strategy) if folder is not None else None
+    strategy.on_mix = tracker
     start = time.perf_counter()
     strategy.start(
         grid=grid,
@@ -70,10 +119,16 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
         bytes_up=strategy.bytes_up,
         bytes_down=strategy.bytes_down,
         extra={
+            "coupling_agreement": tracker.history[-1]["mean"]
+            if tracker and tracker.history
+            else None,
+            "coupling_agreement_history": tracker.history if tracker else [],
             "mix_seconds": [round(s, 4) for s in strategy.mix_seconds],
             "rejected": [list(r) for r in strategy.rejected],
         },
     )
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
     log(INFO, "\n%s", format_summary(result))
     if config.out:
         log(INFO, "result written to %s", write_result(result, config.out))

@@ -107,6 +107,8 @@ class OTMStrategy(Strategy):
         self.mix_seconds: list[float] = []
         self.rejected: list[tuple[int, int, str]] = []
         self.agent_metrics: dict[int, dict[int, dict[str, float]]] = {}
+        # node id -> the agent id it reports (for logs and simulator diagnostics)
+        self.node_agents: dict[int, int] = {}
 
     def summary(self) -> None:
         """Log the strategy's settings."""
@@ -183,6 +185,8 @@ class OTMStrategy(Strategy):
             node_ids.append(node_id)
             codes.append(agent_codes)
             metrics.append(record)
+            if isinstance(agent_id := record.get(P.KEY_AGENT), int):
+                self.node_agents[node_id] = agent_id
         if len(codes) >= max(self.min_agents, 1):
             self._mix(server_round, node_ids, codes)
         else:

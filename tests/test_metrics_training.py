@@ -111,3 +111,27 @@ def test_classification_head_uses_labels() -> None:
     assert (logits.argmax(1).numpy() == y).mean() > 0.9
     with pytest.raises(ValueError, match="y_train"):
         LocalTrainer(x, None, num_classes=3)
+
+
+def test_coupling_agreement_known_cases() -> None:
+    from otm_flower.metrics import coupling_agreement
+    from otm_flower.mixer import fgw_barycenter
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 10)
+    centers = np.array([[0, 0], [6, 0], [0, 9], [15, 15]], dtype=float)
+    cloud = centers[y] + 0.3 * rng.normal(size=(40, 2))
+    theta = 0.7
+    rotation = np.array(
+        [[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]
+    )
+    perm = rng.permutation(40)
+    # two agents with rotated copies of one clustered cloud, rows in another order
+    result = fgw_barycenter([cloud, (cloud @ rotation.T)[perm]], variant="gw", seed=0)
+    mean, pairs = coupling_agreement(result.plans, [y, y[perm]])
+    assert mean > 0.9 and pairs.shape == (2, 2)
+    # same couplings scored against shuffled labels: near chance (0.25)
+    shuffled, _ = coupling_agreement(result.plans, [y, rng.permutation(y)])
+    assert abs(shuffled - 0.25) < 0.15
+    with pytest.raises(ValueError, match="labels"):
+        coupling_agreement(result.plans, [y, y[:5]])

@@ -75,6 +75,12 @@ def test_simulation_reports_every_agent_and_sends_only_codes(tmp_path: Path) -> 
     assert result["bytes_up"] == rounds * 6 * mix_batch * latent * 4
     assert result["bytes_down"] == (rounds - 1) * 6 * 2 * mix_batch * latent * 4
     assert len(result["history"]) == rounds and result["rejected"] == []
+    # the couplings' class agreement, from labels the agents kept locally
+    assert 0.0 <= result["coupling_agreement"] <= 1.0
+    assert [h["round"] for h in result["coupling_agreement_history"]] == [1, 2]
+    assert set(result["coupling_agreement_history"][-1]["per_agent"]) == {
+        str(a) for a in range(6)
+    }
 
     replies = [json.loads(p.read_text()) for p in log_dir.glob("*.json")]
     assert len(replies) == 2 * rounds * 6  # train + evaluate, every round, every agent
