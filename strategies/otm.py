@@ -170,9 +170,7 @@ class OTMStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Validate uploaded codes, mix them, and keep each agent's targets."""
-        node_ids: list[int] = []
-        codes: list[np.ndarray] = []
-        metrics: list[MetricRecord] = []
+        uploads: list[tuple[int, np.ndarray, MetricRecord]] = []
         for msg in replies:
             node_id = msg.metadata.src_node_id
             try:
@@ -182,11 +180,14 @@ class OTMStrategy(Strategy):
                 continue
             if self.latent_dim is None:
                 self.latent_dim = agent_codes.shape[1]
-            node_ids.append(node_id)
-            codes.append(agent_codes)
-            metrics.append(record)
+            uploads.append((node_id, agent_codes, record))
             if isinstance(agent_id := record.get(P.KEY_AGENT), int):
                 self.node_agents[node_id] = agent_id
+        # A fixed agent order (not arrival order) keeps runs reproducible.
+        uploads.sort(key=lambda u: (self.node_agents.get(u[0], u[0]), u[0]))
+        node_ids = [u[0] for u in uploads]
+        codes = [u[1] for u in uploads]
+        metrics = [u[2] for u in uploads]
         if len(codes) >= max(self.min_agents, 1):
             self._mix(server_round, node_ids, codes)
         else:
@@ -221,26 +222,36 @@ class OTMStrategy(Strategy):
         self, server_round: int, node_ids: list[int], codes: list[np.ndarray]
     ) -> None:
         start = time.perf_counter()
-        try:
-            result, mixed, barycenter = mix_and_pull_back(
-                codes,
-                rng=np.random.default_rng([self.seed, server_round]),
-                concentration=self.concentration,
-                alpha=self.alpha,
-                variant=self.variant,  # type: ignore[arg-type]
-                n_iter=self.barycenter_iterations,
-                seed=self.seed * 100_003 + server_round,
-            )
-        except Exception as err:  # noqa: BLE001 - a solver failure must not end the run
-            log(
-                WARNING,
-                "round %d: mixing failed (%s: %s); agents train without mix "
-                "targets next round",
-                server_round,
-                type(err).__name__,
-                err,
-            )
+        # Fallback order: the configured barycenter, then a plain Wasserstein one.
+        variants = [self.variant] + (["w"] if self.variant != "w" else [])
+        outcome = None
+        for variant in variants:
+            try:
+                outcome = mix_and_pull_back(
+                    codes,
+                    rng=np.random.default_rng([self.seed, server_round]),
+                    concentration=self.concentration,
+                    alpha=self.alpha,
+                    variant=variant,  # type: ignore[arg-type]
+                    n_iter=self.barycenter_iterations,
+                    seed=self.seed * 100_003 + server_round,
+                )
+                break
+            except Exception as err:  # noqa: BLE001 - a solver failure must not end the run
+                log(
+                    WARNING,
+                    "round %d: %s barycenter failed (%s: %s)%s",
+                    server_round,
+                    variant,
+                    type(err).__name__,
+                    err,
+                    "; falling back to a Wasserstein barycenter"
+                    if variant != variants[-1]
+                    else "; agents train without mix targets next round",
+                )
+        if outcome is None:
             return
+        result, mixed, barycenter = outcome
         elapsed = time.perf_counter() - start
         self.mix_seconds.append(elapsed)
         for node_id, mixed_k, bary_k in zip(node_ids, mixed, barycenter, strict=True):

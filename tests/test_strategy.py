@@ -193,3 +193,42 @@ def test_evaluate_keeps_per_agent_metrics_and_means_over_agents() -> None:
     assert mean["acc"] == pytest.approx(0.7) and mean["nmi"] == pytest.approx(0.5)
     assert set(strategy.agent_metrics[4]) == {0, 1}
     assert strategy.agent_metrics[4][1]["acc"] == pytest.approx(0.6)
+
+
+def test_solver_failure_falls_back_to_wasserstein_then_skips(monkeypatch) -> None:
+    import strategies.otm as otm_module
+
+    real = otm_module.mix_and_pull_back
+    calls: list[str] = []
+
+    def failing_fgw(codes, **kwargs):
+        calls.append(kwargs["variant"])
+        if kwargs["variant"] == "fgw":
+            raise FloatingPointError("injected solver failure")
+        return real(codes, **kwargs)
+
+    monkeypatch.setattr(otm_module, "mix_and_pull_back", failing_fgw)
+    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=1)
+    strategy.aggregate_train(
+        1, [train_reply(n, c) for n, c in zip([1, 2], clouds([9, 11]), strict=True)]
+    )
+    assert calls == ["fgw", "w"] and set(strategy._targets) == {1, 2}
+
+    def always_failing(codes, **kwargs):
+        raise FloatingPointError("injected solver failure")
+
+    monkeypatch.setattr(otm_module, "mix_and_pull_back", always_failing)
+    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D)
+    strategy.aggregate_train(
+        1, [train_reply(n, c) for n, c in zip([1, 2], clouds([9, 11]), strict=True)]
+    )
+    assert strategy._targets == {} and strategy.mix_seconds == []
+
+
+def test_identical_codes_do_not_produce_nan() -> None:
+    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=2)
+    same = np.ones((10, D), dtype=np.float32)
+    strategy.aggregate_train(1, [train_reply(1, same), train_reply(2, same.copy())])
+    assert set(strategy._targets) == {1, 2}
+    for mixed, barycenter in strategy._targets.values():
+        assert np.allclose(mixed, 1.0) and np.allclose(barycenter, 1.0)
