@@ -53,6 +53,7 @@ class RunConfig:
     agents_per_modality: int = 1
     test_fraction: float = 0.2
     min_agents: int = 2
+    outlier_factor: float = 10.0
     num_agents: int = 0
     round_timeout: float = 600.0
     diagnostics_dir: str = "auto"
@@ -81,6 +82,7 @@ class RunConfig:
             (self.agents_per_modality >= 1, "agents-per-modality must be >= 1"),
             (0.0 < self.test_fraction < 1.0, "test-fraction must be in (0, 1)"),
             (self.min_agents >= 1, "min-agents must be >= 1"),
+            (self.outlier_factor >= 0, "outlier-factor must be >= 0 (0: off)"),
             (self.num_agents >= 0, "num-agents must be >= 0 (0: one per view)"),
             (self.round_timeout > 0, "round-timeout must be > 0"),
         ]

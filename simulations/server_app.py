@@ -79,6 +79,7 @@ def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
     return OTMStrategy(
         min_available_nodes=num_agents,
         min_agents=min(config.min_agents, num_agents),
+        outlier_factor=config.outlier_factor,
         mix_batch_size=config.mix_batch_size,
         latent_dim=config.latent_dim,
         alpha=config.fgw_alpha,

@@ -24,6 +24,7 @@ from flwr.supercore import log
 
 from otm_flower import protocol as P
 from otm_flower.mixer import BarycenterResult, mix_and_pull_back
+from otm_flower.screening import screen_clouds
 
 MixCallback = Callable[[int, list[int], BarycenterResult], None]
 
@@ -49,6 +50,10 @@ class OTMStrategy(Strategy):
     min_agents : int (default: 2)
         Fewest valid code uploads needed to mix; below it the round's mixing is
         skipped (agents then train without a mix term next round).
+    outlier_factor : float (default: 10.0)
+        Uploads whose spread or centroid is off the agents' median by more than
+        this factor are left out of the round (see
+        :func:`otm_flower.screening.screen_clouds`); ``0`` disables screening.
     mix_batch_size : int (default: 256)
         Codes each agent uploads per round (upper bound; larger uploads are rejected).
     latent_dim : int, optional
@@ -75,6 +80,7 @@ class OTMStrategy(Strategy):
         fraction_evaluate: float = 1.0,
         min_available_nodes: int = 2,
         min_agents: int = 2,
+        outlier_factor: float = 10.0,
         mix_batch_size: int = 256,
         latent_dim: int | None = None,
         alpha: float = 0.5,
@@ -92,6 +98,7 @@ class OTMStrategy(Strategy):
         self.fraction_evaluate = fraction_evaluate
         self.min_available_nodes = min_available_nodes
         self.min_agents = min_agents
+        self.outlier_factor = outlier_factor
         self.mix_batch_size = mix_batch_size
         self.latent_dim = latent_dim
         self.alpha = alpha
@@ -185,6 +192,11 @@ class OTMStrategy(Strategy):
                 self.node_agents[node_id] = agent_id
         # A fixed agent order (not arrival order) keeps runs reproducible.
         uploads.sort(key=lambda u: (self.node_agents.get(u[0], u[0]), u[0]))
+        reasons = screen_clouds([u[1] for u in uploads], self.outlier_factor)
+        for (node_id, _, _), reason in zip(uploads, reasons, strict=True):
+            if reason is not None:
+                self._reject(server_round, node_id, reason)
+        uploads = [u for u, r in zip(uploads, reasons, strict=True) if r is None]
         node_ids = [u[0] for u in uploads]
         codes = [u[1] for u in uploads]
         metrics = [u[2] for u in uploads]

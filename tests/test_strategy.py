@@ -232,3 +232,22 @@ def test_identical_codes_do_not_produce_nan() -> None:
     assert set(strategy._targets) == {1, 2}
     for mixed, barycenter in strategy._targets.values():
         assert np.allclose(mixed, 1.0) and np.allclose(barycenter, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("hostile", "reason"),
+    [
+        (lambda c: c * 1000.0, "scale outlier"),
+        (lambda c: np.ones_like(c), "scale outlier"),
+        (lambda c: c + 500.0, "position outlier"),
+    ],
+)
+def test_scaled_constant_or_shifted_agent_is_screened_out(hostile, reason) -> None:
+    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=1)
+    uploads = clouds([20, 20, 20, 20], seed=3)
+    uploads[2] = hostile(uploads[2]).astype(np.float32)
+    strategy.aggregate_train(1, [train_reply(n, c) for n, c in enumerate(uploads)])
+    assert [(r[1], reason in r[2]) for r in strategy.rejected] == [(2, True)]
+    assert set(strategy._targets) == {0, 1, 3}
+    for mixed, _ in strategy._targets.values():
+        assert np.abs(mixed).max() < 10.0  # the others' targets stay on their scale
