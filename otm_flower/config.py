@@ -36,7 +36,7 @@ class RunConfig:
     local_epochs: int = 3
     batch_size: int = 128
     mix_batch_size: int = 256
-    latent_dim: int = 32
+    latent_dim: int = 10
     hidden_dim: int = 256
     learning_rate: float = 1e-3
     fgw_alpha: float = 0.5
@@ -45,9 +45,9 @@ class RunConfig:
     solver: str = "exact"
     dirichlet_concentration: float = 0.5
     weight_rec: float = 1.0
-    weight_mix: float = 1.0
+    weight_mix: float = 0.1
     weight_reg: float = 0.1
-    weight_mmd: float = 1.0
+    weight_mmd: float = 0.1
     weight_task: float = 1.0
     unaligned_rate: float = 1.0
     agents_per_modality: int = 1

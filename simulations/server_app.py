@@ -74,11 +74,28 @@ class AgreementTracker:
         )
 
 
+def wait_for_agents(grid: Grid, num_agents: int, timeout: float) -> None:
+    """Block until ``num_agents`` nodes are connected (raises after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while (connected := len(list(grid.get_node_ids()))) < num_agents:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"only {connected} of {num_agents} agents connected "
+                f"after {timeout:.0f} s"
+            )
+        log(INFO, "waiting for agents: %d of %d connected", connected, num_agents)
+        time.sleep(1.0)
+
+
 def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
-    """The OTMStrategy a run config describes."""
+    """The OTMStrategy a run config describes.
+
+    Rounds go on with whoever is connected, as long as ``min-agents`` are.
+    """
+    min_agents = min(config.min_agents, num_agents)
     return OTMStrategy(
-        min_available_nodes=num_agents,
-        min_agents=min(config.min_agents, num_agents),
+        min_available_nodes=min_agents,
+        min_agents=min_agents,
         outlier_factor=config.outlier_factor,
         mix_batch_size=config.mix_batch_size,
         latent_dim=config.latent_dim,
@@ -101,6 +118,7 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
         num_agents,
         config.num_server_rounds,
     )
+    wait_for_agents(grid, num_agents, config.round_timeout)
     folder = diagnostics_dir(config.diagnostics_dir, grid.run.run_id)
     tracker = AgreementTracker(folder, strategy) if folder is not None else None
     strategy.on_mix = tracker
