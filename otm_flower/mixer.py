@@ -22,7 +22,7 @@ iterations; reported ``costs`` use the same normalised matrices.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,10 +37,14 @@ else:
     ArrayLike = Any
 
 Variant = Literal["fgw", "w", "gw"]
+Solver = Literal["exact", "fast"]
+Structure = Literal["features", "free"]
 
 __all__ = [
     "BarycenterResult",
     "MixerError",
+    "Solver",
+    "Structure",
     "Variant",
     "fgw_barycenter",
     "mix",
@@ -50,6 +54,8 @@ __all__ = [
 ]
 
 _VARIANTS = ("fgw", "w", "gw")
+_SOLVERS = ("exact", "fast")
+_STRUCTURES = ("features", "free")
 #: Iteration cap of the network simplex (POT's default 1e5 is too low for
 #: n ~ 1000 clouds and silently returns a non-optimal plan).
 _EMD_MAX_ITER = 10_000_000
@@ -90,6 +96,16 @@ class BarycenterResult:
         Barycenter variant used.
     alpha : float
         Effective structure weight used in ``costs``.
+    solver : str
+        ``"exact"`` (POT conditional gradient) or ``"fast"``
+        (:mod:`otm_flower.fast_fgw`).
+    structure : str
+        ``"features"``: barycenter structure ``C = D(Z, Z)``; ``"free"``:
+        ``C`` optimised too (see :func:`fgw_barycenter`).
+    structure_matrix : np.ndarray or None
+        For ``structure="free"``: the final ``C`` ``(N, N)`` that ``costs``
+        use, in squared-distance units (divide by ``scale`` to get the
+        normalised matrix). ``None`` for ``"features"``.
     """
 
     barycenter: np.ndarray
@@ -102,6 +118,9 @@ class BarycenterResult:
     scale: float = 1.0
     variant: Variant = "fgw"
     alpha: float = 0.5
+    solver: Solver = "exact"
+    structure: Structure = "features"
+    structure_matrix: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------
@@ -264,8 +283,12 @@ def fgw_barycenter(
     init: int = 0,
     normalize_costs: bool = True,
     seed: int | None = None,
+    solver: Solver = "exact",
+    structure: Structure = "features",
+    device: str = "cpu",
+    fast_options: Mapping[str, Any] | None = None,
 ) -> BarycenterResult:
-    """Free-support (F)GW barycenter of K code clouds with exact solvers.
+    """Free-support (F)GW barycenter of K code clouds.
 
     Parameters
     ----------
@@ -297,6 +320,27 @@ def fgw_barycenter(
         inputs; 1 if zero) so solvers see O(1) values. See module docstring.
     seed : int, optional
         Seed of the support initialisation (the solvers are deterministic).
+    solver : {"exact", "fast"}
+        ``"exact"``: POT's conditional gradient with network-simplex linear
+        steps (the reference). ``"fast"``: :func:`otm_flower.fast_fgw.
+        fast_fgw_barycenter` (low-rank gradients, warm-started entropic
+        linear steps with annealing, exact line search, agents batched in
+        torch); its plans are rounded to exact couplings and its ``costs``
+        are computed from them exactly as here. See ``docs/performance.md``.
+    structure : {"features", "free"}
+        Barycenter structure matrix. ``"features"`` (reference code):
+        ``C = D(Z, Z)`` recomputed from the support. ``"free"`` (POT's
+        ``fgw_barycenters``, Vayer et al. 2019): ``C`` starts as
+        ``D(Z, Z)`` and is then updated to its minimiser ``sum_k w_k N^2
+        T_k C_k T_k^T``; it is returned in ``structure_matrix``. The
+        support update is the same for both.
+    device : str
+        Torch device of the fast solver (``"cpu"``, ``"cuda"``, ...);
+        the exact solver always runs on CPU and accepts only ``"cpu"``.
+    fast_options : mapping, optional
+        Extra keywords of :func:`otm_flower.fast_fgw.fast_fgw_barycenter`
+        (``eps_start``, ``eps_end``, ``inner_steps``, ``first_steps``,
+        ``sinkhorn_iter``, ``dtype``).
 
     Returns
     -------
@@ -312,9 +356,10 @@ def fgw_barycenter(
     -----
     Each iteration solves one plan per cloud, then moves the support to the
     weighted normalised barycentric projection ``Z = sum_k w_k N T_k Z_k`` and
-    recomputes ``C = D(Z, Z)``. After the last update the plans are solved
-    once more, so the returned plans and costs match the returned support.
-    Cost: ``(n_iter + 1) * K`` exact solves, each about ``O(n^3)``.
+    recomputes ``C`` (``D(Z, Z)``, or the free update). After the last update
+    the plans are solved once more, so the returned plans and costs match the
+    returned support. Cost of the exact solver: ``(n_iter + 1) * K`` exact
+    solves, each about ``O(n^3)``; the fast solver's steps are ``O(N n d)``.
     """
     clouds = _as_clouds(codes)
     k_count = len(clouds)
@@ -330,6 +375,14 @@ def fgw_barycenter(
         raise MixerError(f"n_points must be a positive integer, got {n_points}")
     if not -k_count <= init < k_count:
         raise MixerError(f"init must index one of the K={k_count} clouds, got {init}")
+    if solver not in _SOLVERS:
+        raise MixerError(f"solver must be one of {_SOLVERS}, got {solver!r}")
+    if structure not in _STRUCTURES:
+        raise MixerError(f"structure must be one of {_STRUCTURES}, got {structure!r}")
+    if solver == "exact" and str(device) != "cpu":
+        raise MixerError(f"the exact solver runs on CPU only, got device={device!r}")
+    if fast_options is not None and solver != "fast":
+        raise MixerError("fast_options is only valid with solver='fast'")
     w = _weights(weights, k_count)
     eff_alpha = {"fgw": float(alpha), "w": 0.0, "gw": 1.0}[variant]
     rng = np.random.default_rng(seed)
@@ -347,15 +400,29 @@ def fgw_barycenter(
 
     bary = _init_support(clouds[init], None if n_points is None else int(n_points), rng)
     n_bary = bary.shape[0]
+    if solver == "fast":
+        return _fast_barycenter(
+            clouds,
+            bary,
+            w,
+            eff_alpha,
+            variant,
+            structure,
+            int(n_iter),
+            tol,
+            scale,
+            device,
+            fast_options,
+        )
     p = ot.unif(n_bary)
     need_c = variant != "w"
     need_m = variant != "gw"
 
     def solve_all(
-        z: np.ndarray, prev: list[np.ndarray] | None
+        z: np.ndarray, prev: list[np.ndarray] | None, c_free: np.ndarray | None
     ) -> tuple[list[np.ndarray], np.ndarray]:
-        c = ot.dist(z, z) if need_c else None
-        if c is not None and scale != 1.0:
+        c = ot.dist(z, z) if need_c and c_free is None else c_free
+        if c is not None and c_free is None and scale != 1.0:
             c /= scale
         plans, costs = [], np.empty(k_count)
         for k, zk in enumerate(clouds):
@@ -367,7 +434,9 @@ def fgw_barycenter(
             plans.append(plans_k)
         return plans, costs
 
-    plans, costs = solve_all(bary, None)
+    free = structure == "free" and need_c
+    c_free: np.ndarray | None = None
+    plans, costs = solve_all(bary, None, None)
     obj = float(w @ costs)
     history = [obj]
     done = 0
@@ -375,7 +444,11 @@ def fgw_barycenter(
         bary = n_bary * sum(
             wk * (t @ zk) for wk, t, zk in zip(w, plans, clouds, strict=True)
         )
-        plans, costs = solve_all(bary, plans)
+        if free:
+            c_free = n_bary**2 * sum(
+                wk * (t @ ck @ t.T) for wk, t, ck in zip(w, plans, cks, strict=True)
+            )
+        plans, costs = solve_all(bary, plans, c_free)
         new_obj = float(w @ costs)
         history.append(new_obj)
         done += 1
@@ -394,6 +467,57 @@ def fgw_barycenter(
         scale=scale,
         variant=variant,
         alpha=eff_alpha,
+        solver="exact",
+        structure=structure,
+        structure_matrix=None if c_free is None else c_free * scale,
+    )
+
+
+def _fast_barycenter(
+    clouds: list[np.ndarray],
+    support: np.ndarray,
+    w: np.ndarray,
+    eff_alpha: float,
+    variant: Variant,
+    structure: Structure,
+    n_iter: int,
+    tol: float,
+    scale: float,
+    device: str,
+    fast_options: Mapping[str, Any] | None,
+) -> BarycenterResult:
+    """Dispatch to :func:`otm_flower.fast_fgw.fast_fgw_barycenter`."""
+    from .fast_fgw import fast_fgw_barycenter
+
+    try:
+        res = fast_fgw_barycenter(
+            clouds,
+            support,
+            w,
+            alpha=eff_alpha,
+            n_iter=n_iter,
+            tol=tol,
+            scale=scale,
+            structure=structure if variant != "w" else "features",
+            device=device,
+            **dict(fast_options or {}),
+        )
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise MixerError(f"fast solver failed: {exc}") from exc
+    return BarycenterResult(
+        barycenter=res.barycenter,
+        plans=res.plans,
+        costs=res.costs,
+        objective=res.history[-1],
+        n_iter=res.n_iter,
+        history=res.history,
+        weights=w,
+        scale=scale,
+        variant=variant,
+        alpha=eff_alpha,
+        solver="fast",
+        structure=structure,
+        structure_matrix=res.structure,
     )
 
 
