@@ -5,16 +5,11 @@ from __future__ import annotations
 import functools
 from typing import Any, cast
 
-import numpy as np
 import torch
 from flwr.app import (
-    Array,
-    ArrayRecord,
     ConfigRecord,
     Context,
     Message,
-    MetricRecord,
-    RecordDict,
 )
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
@@ -24,10 +19,17 @@ from otm_flower.config import RunConfig, parse_run_config
 from otm_flower.data import AgentData, load_dataset, make_agents
 from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
 from otm_flower.metrics import classification_accuracy, clustering_scores
-from otm_flower.training import LocalTrainer, LossWeights, MixTargets
+from otm_flower.training import LocalTrainer, LossWeights
+
+from .otm_messages import (
+    evaluate_reply,
+    read_mix_targets,
+    round_config,
+    train_reply,
+    upload_size,
+)
 
 STATE_KEY = "otm-agent"
-MetricValues = dict[str, int | float | list[int] | list[float]]
 
 
 @functools.lru_cache(maxsize=4)
@@ -108,83 +110,50 @@ def _trainer(
         ),
         seed=config.seed * 1009 + agent.agent_id,
     )
-    saved = _saved_state(context)
+    saved = _saved_trainer(context)
     if saved is not None:
-        trainer.load_state_bytes(saved[0])
+        trainer.load_state_bytes(saved)
     return trainer
 
 
-def _saved_state(context: Context) -> tuple[bytes, np.ndarray] | None:
-    """The agent's trainer bytes and last uploaded rows, kept in ``context.state``."""
+def _saved_trainer(context: Context) -> bytes | None:
+    """The agent's trainer state kept in ``context.state`` across rounds."""
     record = context.state.config_records.get(STATE_KEY)
-    if record is None:
-        return None
-    trainer = cast(bytes, record["trainer"])
-    rows = np.asarray(cast(list[int], record["rows"]), dtype=np.int64)
-    return trainer, rows
-
-
-def _check_version(msg: Message) -> None:
-    config = msg.content.config_records.get(P.CONFIG_RECORD, ConfigRecord())
-    version = config.get(P.KEY_VERSION, P.PROTOCOL_VERSION)
-    if version != P.PROTOCOL_VERSION:
-        raise P.ProtocolError(
-            f"server speaks OTM protocol version {version!r}, "
-            f"this client {P.PROTOCOL_VERSION}"
-        )
+    return None if record is None else cast(bytes, record["trainer"])
 
 
 def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     """Train locally (with mix targets when sent) and upload a fresh batch of codes."""
-    _check_version(msg)
+    targets = read_mix_targets(msg, context)
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     trainer = _trainer(config, agent, n_classes, context)
-    saved = _saved_state(context)
-    targets = None
-    if P.CODES_RECORD in msg.content.array_records and saved is not None:
-        record = msg.content.array_records[P.CODES_RECORD]
-        rows = saved[1]
-        mixed = record[P.KEY_MIXED].numpy()
-        barycenter = (
-            record[P.KEY_BARYCENTER].numpy() if P.KEY_BARYCENTER in record else None
-        )
-        if mixed.shape == (len(rows), config.latent_dim) and np.isfinite(mixed).all():
-            targets = MixTargets(rows, mixed, barycenter)
-        else:
-            raise P.ProtocolError(
-                f"mixed codes of shape {mixed.shape} do not match the last upload "
-                f"({len(rows)} x {config.latent_dim}) or are not finite"
-            )
     losses = trainer.train(config.local_epochs, targets)
-    round_config = msg.content.config_records[P.CONFIG_RECORD]
-    mix_batch = int(cast(int, round_config.get(P.KEY_MIX_BATCH, config.mix_batch_size)))
-    rows = trainer.sample_rows(mix_batch)
-    codes = trainer.encode(agent.x_train[rows])
+    rows = trainer.sample_rows(upload_size(msg, agent.n_train))
     folder = diagnostics_dir(config.diagnostics_dir, context.run_id)
     if folder is not None:  # local file for the simulator; never in a message
-        server_round = int(cast(int, round_config.get(P.KEY_ROUND, 0)))
+        server_round = int(cast(int, round_config(msg).get(P.KEY_ROUND, 0)))
         save_upload_labels(folder, agent.agent_id, server_round, agent.y_train[rows])
     context.state.config_records[STATE_KEY] = ConfigRecord(
-        {"trainer": trainer.state_bytes(), "rows": [int(r) for r in rows]}
+        {"trainer": trainer.state_bytes()}
     )
-    metrics: MetricValues = {f"train-{k}": v for k, v in losses.items()}
-    metrics.update({P.KEY_NUM_EXAMPLES: agent.n_train, P.KEY_AGENT: agent.agent_id})
-    content = RecordDict(
-        {
-            P.CODES_RECORD: ArrayRecord({P.KEY_CODES: Array(codes.astype(np.float32))}),
-            P.METRICS_RECORD: MetricRecord(metrics),
-        }
+    return train_reply(
+        msg,
+        context,
+        rows=rows,
+        codes=trainer.encode(agent.x_train[rows]),
+        agent_id=agent.agent_id,
+        n_train=agent.n_train,
+        metrics=losses,
     )
-    return Message(content=content, reply_to=msg)
 
 
 def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Message:
     """Cluster (and classify) the agent's own test codes; reply with metrics only."""
-    _check_version(msg)
+    round_config(msg)
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     trainer = _trainer(config, agent, n_classes, context)
     test_codes = trainer.encode(agent.x_test)
-    metrics: MetricValues = dict(
+    metrics: dict[str, int | float] = dict(
         clustering_scores(test_codes, agent.y_test, n_classes, seed=config.seed)
     )
     if config.task == "classification":
@@ -200,9 +169,7 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
             P.KEY_NUM_EXAMPLES: agent.n_test,
         }
     )
-    return Message(
-        content=RecordDict({P.METRICS_RECORD: MetricRecord(metrics)}), reply_to=msg
-    )
+    return evaluate_reply(msg, metrics)
 
 
 def build_client_app(

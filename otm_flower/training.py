@@ -6,6 +6,7 @@ Pure PyTorch; the Flower client wraps it. Only codes leave this module's owner.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,27 @@ import torch
 import torch.nn.functional as F
 
 from .models import WAE, mmd_imq
+
+
+def otm_loss_terms(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    mixed: torch.Tensor,
+    barycenter: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """OTM's two cross-agent terms for rows ``x`` of an agent's own data.
+
+    ``mix``: mean squared error of ``decode(mixed)`` against ``x`` (reconstruct own
+    samples from the server's mixed codes); ``reg`` (with ``barycenter``): mean
+    squared error of ``encode(x)`` against the pulled-back barycenter (alignment).
+    The server's codes are constants: no gradient flows to other agents.
+    Works with any torch encoder/decoder.
+    """
+    terms = {"mix": F.mse_loss(decode(mixed.detach()), x)}
+    if barycenter is not None:
+        terms["reg"] = F.mse_loss(encode(x), barycenter.detach())
+    return terms
 
 
 @dataclass(frozen=True)
@@ -170,10 +192,15 @@ class LocalTrainer:
             pick = torch.randint(
                 len(rows), (min(len(idx), len(rows)),), generator=self.generator
             )
-            x_mix = self.x[rows[pick]]
-            terms["mix"] = F.mse_loss(self.model.decode(mixed[pick]), x_mix)
-            if barycenter is not None:
-                terms["reg"] = F.mse_loss(self.model.encode(x_mix), barycenter[pick])
+            terms.update(
+                otm_loss_terms(
+                    self.model.encode,
+                    self.model.decode,
+                    self.x[rows[pick]],
+                    mixed[pick],
+                    None if barycenter is None else barycenter[pick],
+                )
+            )
         return terms
 
     @torch.no_grad()

@@ -1,0 +1,186 @@
+"""Client side of the OTM protocol for any model: read mix targets, build replies.
+
+Use these from your own Flower ClientApp to take part in OTM with your own encoder
+and decoder (see ``examples/custom_model``). Only latent codes and scalar metrics
+go into the replies; which rows were encoded stays in the node's ``context.state``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import cast
+
+import numpy as np
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
+
+from otm_flower import protocol as P
+from otm_flower.training import MixTargets
+
+ROWS_STATE = "otm-upload"
+MetricValues = dict[str, int | float | list[int] | list[float]]
+
+
+def round_config(msg: Message) -> ConfigRecord:
+    """The round's ConfigRecord, after checking the protocol version.
+
+    Raises
+    ------
+    ProtocolError
+        When the server speaks another protocol version.
+    """
+    config = msg.content.config_records.get(P.CONFIG_RECORD, ConfigRecord())
+    version = config.get(P.KEY_VERSION, P.PROTOCOL_VERSION)
+    if version != P.PROTOCOL_VERSION:
+        raise P.ProtocolError(
+            f"server speaks OTM protocol version {version!r}, "
+            f"this client {P.PROTOCOL_VERSION}"
+        )
+    return config
+
+
+def read_mix_targets(msg: Message, context: Context) -> MixTargets | None:
+    """The server's mixed codes for this agent's last upload, if it sent any.
+
+    Returns ``None`` in the agent's first round or when the server sent nothing.
+
+    Raises
+    ------
+    ProtocolError
+        When the codes do not match the last upload (rows, or not finite).
+    """
+    round_config(msg)
+    if P.CODES_RECORD not in msg.content.array_records:
+        return None
+    saved = context.state.config_records.get(ROWS_STATE)
+    if saved is None:
+        return None
+    rows = np.asarray(cast(list[int], saved["rows"]), dtype=np.int64)
+    record = msg.content.array_records[P.CODES_RECORD]
+    mixed = record[P.KEY_MIXED].numpy()
+    barycenter = (
+        record[P.KEY_BARYCENTER].numpy() if P.KEY_BARYCENTER in record else None
+    )
+    for name, codes in (("mixed", mixed), ("barycenter", barycenter)):
+        if codes is None:
+            continue
+        if (
+            codes.ndim != 2
+            or codes.shape[0] != len(rows)
+            or not np.isfinite(codes).all()
+        ):
+            raise P.ProtocolError(
+                f"{name} codes of shape {codes.shape} do not match the last upload "
+                f"of {len(rows)} rows, or are not finite"
+            )
+    return MixTargets(rows, mixed, barycenter)
+
+
+def upload_size(msg: Message, n_train: int) -> int:
+    """Codes to upload: the server's ``mix-batch-size``, at most ``n_train``."""
+    size = int(cast(int, round_config(msg).get(P.KEY_MIX_BATCH, n_train)))
+    return max(1, min(size, n_train))
+
+
+def train_reply(
+    msg: Message,
+    context: Context,
+    *,
+    rows: np.ndarray,
+    codes: np.ndarray,
+    agent_id: int,
+    n_train: int,
+    metrics: Mapping[str, float] | None = None,
+) -> Message:
+    """Reply to an OTM ``train`` message with the codes of ``rows``.
+
+    Parameters
+    ----------
+    msg, context : Message, Context
+        The incoming message and the node's context (``rows`` are kept there, so
+        the next round's mixed codes can be matched to them; they are never sent).
+    rows : np.ndarray
+        Indices of the encoded rows in the agent's own training data.
+    codes : np.ndarray
+        Their latent codes, ``len(rows) x d``.
+    agent_id : int
+        The agent's id (its partition id), reported in the metrics.
+    n_train : int
+        The agent's number of training rows (``num-examples``).
+    metrics : Mapping[str, float], optional
+        Scalar training metrics to report (prefixed ``train-``).
+    """
+    codes = np.asarray(codes, dtype=np.float32)
+    if codes.ndim != 2 or len(codes) != len(rows):
+        raise ValueError(f"codes must be (len(rows)={len(rows)}, d), got {codes.shape}")
+    context.state.config_records[ROWS_STATE] = ConfigRecord(
+        {"rows": [int(r) for r in rows]}
+    )
+    values: MetricValues = {f"train-{k}": float(v) for k, v in (metrics or {}).items()}
+    values.update({P.KEY_NUM_EXAMPLES: int(n_train), P.KEY_AGENT: int(agent_id)})
+    content = RecordDict(
+        {
+            P.CODES_RECORD: ArrayRecord({P.KEY_CODES: Array(codes)}),
+            P.METRICS_RECORD: MetricRecord(values),
+        }
+    )
+    return Message(content=content, reply_to=msg)
+
+
+def evaluate_reply(msg: Message, metrics: Mapping[str, int | float]) -> Message:
+    """Reply to an OTM ``evaluate`` message with scalar metrics only."""
+    round_config(msg)
+    values: MetricValues = {k: v for k, v in metrics.items()}
+    return Message(
+        content=RecordDict({P.METRICS_RECORD: MetricRecord(values)}), reply_to=msg
+    )
+
+
+def answer_train(
+    msg: Message,
+    context: Context,
+    *,
+    train: Callable[[MixTargets | None], Mapping[str, float]],
+    encode_rows: Callable[[np.ndarray], np.ndarray],
+    n_train: int,
+    agent_id: int,
+    rng: np.random.Generator,
+) -> Message:
+    """Answer an OTM ``train`` message with any model, in one call.
+
+    Parameters
+    ----------
+    train : callable
+        ``train(targets)`` runs the agent's local training and returns scalar
+        losses. ``targets`` is ``None`` or a :class:`MixTargets`: for each row
+        ``targets.rows[i]`` of the agent's training data, the server's mixed code
+        ``targets.mixed[i]`` (decode it back to that row: the mix loss) and
+        pulled-back barycenter ``targets.barycenter[i]`` (pull the row's code
+        toward it: the alignment loss). :func:`otm_flower.training.otm_loss_terms`
+        computes both for torch models.
+    encode_rows : callable
+        ``encode_rows(rows)`` returns the latent codes of those training rows.
+    n_train, agent_id : int
+        The agent's training-set size and id.
+    rng : np.random.Generator
+        Draws the rows to upload.
+    """
+    targets = read_mix_targets(msg, context)
+    losses = train(targets)
+    rows = rng.choice(n_train, size=upload_size(msg, n_train), replace=False)
+    return train_reply(
+        msg,
+        context,
+        rows=rows,
+        codes=encode_rows(rows),
+        agent_id=agent_id,
+        n_train=n_train,
+        metrics=losses,
+    )
