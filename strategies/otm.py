@@ -320,16 +320,7 @@ class OTMStrategy(Strategy):
         if not per_agent:
             return None
         for agent_id in sorted(per_agent):
-            m = per_agent[agent_id]
-            log(
-                INFO,
-                "  agent %d: ACC %.3f  NMI %.3f  ARI %.3f%s",
-                agent_id,
-                m["acc"],
-                m["nmi"],
-                m["ari"],
-                f"  accuracy {m['accuracy']:.3f}" if "accuracy" in m else "",
-            )
+            log(INFO, "  agent %d: %s", agent_id, _format_scores(per_agent[agent_id]))
         mean = _mean_metrics(
             list(per_agent.values()),
             keys=("acc", "nmi", "ari", "accuracy"),
@@ -339,7 +330,7 @@ class OTMStrategy(Strategy):
             "round %d mean over %d agents: %s",
             server_round,
             len(per_agent),
-            "  ".join(f"{k.upper()} {v:.3f}" for k, v in mean.items()),
+            _format_scores(dict(mean)),
         )
         return mean
 
@@ -360,6 +351,14 @@ class OTMStrategy(Strategy):
     def _reject(self, server_round: int, node_id: int, reason: str) -> None:
         self.rejected.append((server_round, node_id, reason))
         log(WARNING, "round %d: node %d left out: %s", server_round, node_id, reason)
+
+
+def _format_scores(metrics: Mapping[str, Any]) -> str:
+    """``ACC 0.612  NMI 0.598 ...`` for the score keys present."""
+    keys = ("acc", "nmi", "ari", "accuracy")
+    return "  ".join(
+        f"{k.upper()} {float(metrics[k]):.3f}" for k in keys if k in metrics
+    )
 
 
 def _mean_metrics(
