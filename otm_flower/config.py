@@ -16,7 +16,7 @@ from typing import Any
 
 TASKS = ("clustering", "classification")
 VARIANTS = ("fgw", "w", "gw")
-SOLVERS = ("exact",)
+SOLVERS = ("exact", "fast")
 METHODS = ("otm",)
 
 

@@ -104,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         "--num-cpus", type=int, default=None, help="CPUs for the simulation"
     )
     run.add_argument("--verbose", action="store_true")
+    sub.add_parser(
+        "bench-mixer",
+        add_help=False,
+        help="time the FGW barycenter against POT (see --help)",
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench-mixer"]:
+        from simulations.bench_mixer import main as bench_mixer
+
+        return bench_mixer(argv[1:])
     args = parser.parse_args(argv)
 
     try:

@@ -102,6 +102,7 @@ def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
         alpha=config.fgw_alpha,
         variant=config.barycenter_variant,
         barycenter_iterations=config.barycenter_iterations,
+        solver=config.solver,
         concentration=config.dirichlet_concentration,
         seed=config.seed,
     )

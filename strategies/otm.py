@@ -64,6 +64,9 @@ class OTMStrategy(Strategy):
         Fused, Wasserstein-only or Gromov-Wasserstein-only barycenter.
     barycenter_iterations : int (default: 5)
         Barycenter updates per round.
+    solver : {"exact", "fast"} (default: "exact")
+        Exact conditional-gradient FGW (POT), or the entropic/low-rank fast solver
+        of :mod:`otm_flower.fast_fgw` (see ``docs/performance.md``).
     concentration : float (default: 0.5)
         Dirichlet concentration of the mixing weights.
     seed : int (default: 0)
@@ -86,6 +89,7 @@ class OTMStrategy(Strategy):
         alpha: float = 0.5,
         variant: str = "fgw",
         barycenter_iterations: int = 5,
+        solver: str = "exact",
         concentration: float = 0.5,
         seed: int = 0,
         on_mix: MixCallback | None = None,
@@ -104,6 +108,7 @@ class OTMStrategy(Strategy):
         self.alpha = alpha
         self.variant = variant
         self.barycenter_iterations = barycenter_iterations
+        self.solver = solver
         self.concentration = concentration
         self.seed = seed
         self.on_mix = on_mix
@@ -246,6 +251,7 @@ class OTMStrategy(Strategy):
                     alpha=self.alpha,
                     variant=variant,  # type: ignore[arg-type]
                     n_iter=self.barycenter_iterations,
+                    solver=self.solver,  # type: ignore[arg-type]
                     seed=self.seed * 100_003 + server_round,
                 )
                 break

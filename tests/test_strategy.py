@@ -251,3 +251,14 @@ def test_scaled_constant_or_shifted_agent_is_screened_out(hostile, reason) -> No
     assert set(strategy._targets) == {0, 1, 3}
     for mixed, _ in strategy._targets.values():
         assert np.abs(mixed).max() < 10.0  # the others' targets stay on their scale
+
+
+def test_fast_solver_is_selectable() -> None:
+    strategy = OTMStrategy(
+        mix_batch_size=32, latent_dim=D, solver="fast", barycenter_iterations=2
+    )
+    uploads = clouds([20, 24, 28])
+    strategy.aggregate_train(1, [train_reply(n, c) for n, c in enumerate(uploads)])
+    assert set(strategy._targets) == {0, 1, 2}
+    for node, (mixed, _) in strategy._targets.items():
+        assert mixed.shape == uploads[node].shape and np.isfinite(mixed).all()

@@ -1,0 +1,262 @@
+"""Mixer benchmark: POT's ``fgw_barycenters`` against the fast and exact mixers.
+
+For every ``(n, K)`` it builds K clouds of n codes (Gaussian, or PCA codes of
+Handwritten's views), runs, interleaved in one process, POT's
+``ot.gromov.fgw_barycenters`` and :func:`otm_flower.mixer.fgw_barycenter`
+with ``solver="fast"`` (``structure="free"``, the problem POT solves, and
+``"features"``, the reference code's) and optionally ``solver="exact"``, and
+reports times, ratios and the FGW barycenter objectives, all computed by one
+function (:func:`otm_flower.fast_fgw.fgw_objective`) from each method's own
+returned support, structure and plans.
+
+Run ``python -m simulations.bench_mixer --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ot
+import torch
+
+from otm_flower.fast_fgw import QUALITY_OPTIONS, fgw_objective
+from otm_flower.mixer import Solver, Structure, fgw_barycenter
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def gaussian_clouds(n: int, k: int, d: int, seed: int) -> list[np.ndarray]:
+    """K independent standard Gaussian clouds ``(n, d)``."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((n, d)) for _ in range(k)]
+
+
+def handwritten_clouds(n: int, k: int, d: int, seed: int) -> list[np.ndarray]:
+    """PCA-``d`` codes of Handwritten's agents (standardised, ``n`` rows each).
+
+    Views with fewer than ``d`` features are zero-padded; agents are reused
+    cyclically when ``k`` exceeds the number of views.
+    """
+    from otm_flower.data import load_dataset, make_agents
+
+    agents = make_agents(load_dataset("handwritten"), seed=0)
+    rng = np.random.default_rng(seed)
+    out = []
+    for j in range(k):
+        x = np.asarray(agents[j % len(agents)].x_train, dtype=np.float64)
+        if n > x.shape[0]:
+            raise SystemExit(f"handwritten agents have {x.shape[0]} rows < n={n}")
+        x = x[rng.choice(x.shape[0], size=n, replace=False)]
+        x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-12)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        z = x @ vt[:d].T
+        out.append(np.pad(z, ((0, 0), (0, d - z.shape[1]))))
+    return out
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def run_case(
+    clouds: list[np.ndarray],
+    *,
+    alpha: float,
+    n_iter: int,
+    repeats: int,
+    pot: bool,
+    exact: bool,
+    device: str,
+    fast_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Time and score every method on one set of clouds (interleaved)."""
+    n = clouds[0].shape[0]
+    scale = float(np.mean([ot.dist(c, c).max() for c in clouds]))
+    ys = [c / np.sqrt(scale) for c in clouds]  # normalised inputs for POT
+    cs = [ot.dist(y, y) for y in ys]
+    times: dict[str, list[float]] = {}
+    objs: dict[str, float] = {}
+    for _ in range(repeats):
+        if pot:
+            (x, c, log), dt = _timed(
+                lambda: ot.gromov.fgw_barycenters(
+                    n,
+                    ys,
+                    cs,
+                    alpha=alpha,
+                    max_iter=n_iter,
+                    tol=1e-12,
+                    init_X=ys[0].copy(),
+                    init_C=cs[0].copy(),
+                    log=True,
+                )
+            )
+            times.setdefault("pot", []).append(dt)
+            objs["pot"] = fgw_objective(x, log["T"], ys, alpha=alpha, c=c)[0]
+        variants: tuple[tuple[str, Solver, Structure], ...] = (
+            ("fast_free", "fast", "free"),
+            ("fast_features", "fast", "features"),
+            ("exact_features", "exact", "features"),
+        )
+        for name, solver, structure in variants:
+            if solver == "exact" and not exact:
+                continue
+            run = functools.partial(
+                fgw_barycenter,
+                clouds,
+                alpha=alpha,
+                n_iter=n_iter,
+                tol=0.0,
+                solver=solver,
+                structure=structure,
+                device=device if solver == "fast" else "cpu",
+                fast_options=fast_options if solver == "fast" else None,
+            )
+            res, dt = _timed(run)
+            times.setdefault(name, []).append(dt)
+            objs[name] = fgw_objective(
+                res.barycenter,
+                res.plans,
+                clouds,
+                alpha=alpha,
+                c=res.structure_matrix,
+                scale=res.scale,
+            )[0]
+    row: dict[str, Any] = {"n": n, "K": len(clouds)}
+    for name, ts in times.items():
+        row[f"t_{name}"] = float(np.median(ts))
+    for name, val in objs.items():
+        row[f"obj_{name}"] = val
+    return row
+
+
+def _add_ratios(row: dict[str, Any]) -> None:
+    if "t_pot" in row:
+        row["speedup_free"] = row["t_pot"] / row["t_fast_free"]
+        row["speedup_features"] = row["t_pot"] / row["t_fast_features"]
+        row["gap_free"] = row["obj_fast_free"] / row["obj_pot"] - 1.0
+    if "t_exact_features" in row:
+        row["speedup_vs_exact"] = row["t_exact_features"] / row["t_fast_features"]
+        row["gap_features"] = row["obj_fast_features"] / row["obj_exact_features"] - 1.0
+
+
+def _fmt(v: Any, kind: str) -> str:
+    if v is None:
+        return "-"
+    if kind == "t":
+        return f"{v:.2f}"
+    if kind == "x":
+        return f"{v:.1f}x"
+    if kind == "%":
+        return f"{100 * v:+.1f}%"
+    return f"{v:.5f}"
+
+
+COLUMNS = [
+    ("n", "n", "i"),
+    ("K", "K", "i"),
+    ("t_pot", "POT s", "t"),
+    ("t_fast_free", "fast-free s", "t"),
+    ("t_fast_features", "fast-feat s", "t"),
+    ("t_exact_features", "exact-feat s", "t"),
+    ("speedup_free", "POT/fast-free", "x"),
+    ("speedup_vs_exact", "exact/fast-feat", "x"),
+    ("obj_pot", "obj POT", "o"),
+    ("obj_fast_free", "obj fast-free", "o"),
+    ("gap_free", "free vs POT", "%"),
+    ("obj_exact_features", "obj exact-feat", "o"),
+    ("obj_fast_features", "obj fast-feat", "o"),
+    ("gap_features", "fast vs exact (feat)", "%"),
+]
+
+
+def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of benchmark rows."""
+    head = "| " + " | ".join(c[1] for c in COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    lines = [head, sep]
+    for r in rows:
+        cells = [
+            str(r[k]) if kind == "i" else _fmt(r.get(k), kind) for k, _, kind in COLUMNS
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    ap = argparse.ArgumentParser(prog="bench-mixer", description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=_ints, default=[256, 512, 1024])
+    ap.add_argument("--agents", type=_ints, default=[6])
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--dim", type=int, default=32)
+    ap.add_argument("--alpha", type=float, default=0.5)
+    ap.add_argument("--n-iter", type=int, default=10)
+    ap.add_argument("--data", choices=("gaussian", "handwritten"), default="gaussian")
+    ap.add_argument("--pot-max-n", type=int, default=1024, help="skip POT above n")
+    ap.add_argument("--exact-max-n", type=int, default=512, help="skip exact above")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--quality", action="store_true", help="fast solver with QUALITY_OPTIONS"
+    )
+    ap.add_argument("--out", type=Path, default=None, help=".md or .json file")
+    args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    make = gaussian_clouds if args.data == "gaussian" else handwritten_clouds
+    rows = []
+    for n in args.sizes:
+        for k in args.agents:
+            clouds = make(n, k, args.dim, args.seed)
+            row = run_case(
+                clouds,
+                alpha=args.alpha,
+                n_iter=args.n_iter,
+                repeats=args.repeats,
+                pot=n <= args.pot_max_n,
+                exact=n <= args.exact_max_n,
+                device=args.device,
+                fast_options=dict(QUALITY_OPTIONS) if args.quality else None,
+            )
+            _add_ratios(row)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    table = to_markdown(rows)
+    print(table)
+    meta = {
+        "data": args.data,
+        "dim": args.dim,
+        "alpha": args.alpha,
+        "n_iter": args.n_iter,
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        "fast_options": dict(QUALITY_OPTIONS) if args.quality else "defaults",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pot": ot.__version__,
+        "numpy": np.__version__,
+    }
+    if args.out is not None:
+        if args.out.suffix == ".json":
+            args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        else:
+            args.out.write_text(f"{json.dumps(meta)}\n\n{table}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""Tests of the fast FGW barycenter solver (otm_flower.fast_fgw, solver="fast")."""
+
+from __future__ import annotations
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from otm_flower.fast_fgw import QUALITY_OPTIONS, fgw_objective, round_to_coupling
+from otm_flower.mixer import MixerError, fgw_barycenter, mix_and_pull_back
+
+
+def _gauss(sizes=(40, 40, 40), d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(n, d)) * (1 + 0.3 * k) for k, n in enumerate(sizes)]
+
+
+def _clustered(sizes=(60, 60, 60), d=8, seed=0, n_clusters=4):
+    """Real-like codes: clusters of unequal sizes, each agent its own embedding."""
+    rng = np.random.default_rng(seed)
+    centers = 4.0 * rng.normal(size=(n_clusters, d))
+    out = []
+    for n in sizes:
+        labels = rng.choice(n_clusters, size=n, p=[0.4, 0.3, 0.2, 0.1])
+        rot, _ = np.linalg.qr(rng.normal(size=(d, d)))
+        out.append((centers[labels] + 0.7 * rng.normal(size=(n, d))) @ rot)
+    return out
+
+
+def _check_couplings(res, clouds, rtol=1e-6):
+    n_bary = res.barycenter.shape[0]
+    for t, z in zip(res.plans, clouds, strict=True):
+        assert t.shape == (n_bary, z.shape[0])
+        assert t.min() >= 0.0
+        np.testing.assert_allclose(t.sum(1), 1.0 / n_bary, rtol=rtol, atol=0)
+        np.testing.assert_allclose(t.sum(0), 1.0 / z.shape[0], rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("variant", ["fgw", "w", "gw"])
+@pytest.mark.parametrize("structure", ["features", "free"])
+def test_fast_plans_are_couplings(variant, structure):
+    clouds = _gauss(sizes=(30, 30, 41))  # two batches of equal size
+    res = fgw_barycenter(
+        clouds, variant=variant, structure=structure, solver="fast", n_iter=3, seed=0
+    )
+    _check_couplings(res, clouds)
+    assert res.solver == "fast"
+    assert len(res.history) == res.n_iter + 1
+    assert res.objective == res.history[-1]
+
+
+def test_fast_plans_with_other_support_size():
+    clouds = _gauss(sizes=(30, 45))
+    res = fgw_barycenter(clouds, n_points=25, solver="fast", n_iter=2, seed=1)
+    _check_couplings(res, clouds)
+
+
+@pytest.mark.parametrize("structure", ["features", "free"])
+def test_fast_costs_match_objective_function_and_pot(structure):
+    clouds = _gauss()
+    res = fgw_barycenter(clouds, solver="fast", structure=structure, n_iter=3)
+    obj, costs = fgw_objective(
+        res.barycenter,
+        res.plans,
+        clouds,
+        alpha=res.alpha,
+        c=res.structure_matrix,
+        scale=res.scale,
+    )
+    np.testing.assert_allclose(res.costs, costs, rtol=1e-6)
+    assert res.objective == pytest.approx(obj, rel=1e-6)
+    # the shared objective equals POT's FGW loss of the coupling
+    zb = res.barycenter
+    c = ot.dist(zb, zb) if res.structure_matrix is None else res.structure_matrix
+    for t, z, cost in zip(res.plans, clouds, res.costs, strict=True):
+        m = ot.dist(zb, z) / res.scale
+        cc, hc1, hc2 = ot.gromov.init_matrix(
+            c / res.scale, ot.dist(z, z) / res.scale, t.sum(1), t.sum(0)
+        )
+        ref = 0.5 * np.vdot(m, t) + 0.5 * ot.gromov.gwloss(cc, hc1, hc2, t)
+        assert cost == pytest.approx(float(ref), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make", [_gauss, _clustered, lambda: _clustered(sizes=(80, 80, 80, 80), seed=3)]
+)
+def test_fast_objective_close_to_exact(make):
+    clouds = make()
+    exact = fgw_barycenter(clouds, solver="exact", n_iter=5, seed=0)
+    fast = fgw_barycenter(
+        clouds, solver="fast", n_iter=5, seed=0, fast_options=QUALITY_OPTIONS
+    )
+    assert fast.objective <= exact.objective * 1.03
+
+
+def test_fast_free_structure_close_to_exact_free():
+    clouds = _clustered()
+    exact = fgw_barycenter(clouds, solver="exact", structure="free", n_iter=5)
+    fast = fgw_barycenter(
+        clouds, solver="fast", structure="free", n_iter=5, fast_options=QUALITY_OPTIONS
+    )
+    assert fast.objective <= exact.objective * 1.03
+    assert fast.structure_matrix is not None
+    assert fast.structure_matrix.shape == (60, 60)
+    np.testing.assert_allclose(
+        fast.structure_matrix, fast.structure_matrix.T, rtol=1e-5
+    )
+
+
+def test_fast_is_deterministic():
+    clouds = _clustered()
+    a = fgw_barycenter(clouds, solver="fast", n_iter=4, seed=0)
+    b = fgw_barycenter(clouds, solver="fast", n_iter=4, seed=0)
+    np.testing.assert_array_equal(a.barycenter, b.barycenter)
+    for ta, tb in zip(a.plans, b.plans, strict=True):
+        np.testing.assert_array_equal(ta, tb)
+
+
+def test_fast_identical_clouds_recover_codes():
+    z = _clustered(sizes=(50,))[0]
+    res = fgw_barycenter([z, z.copy()], solver="fast", n_iter=3)
+    # both plans are close to the identity (entropic plans keep a little blur)
+    for t in res.plans:
+        assert (t.argmax(1) == np.arange(50)).mean() >= 0.95
+    start = fgw_barycenter([z, z.copy()], solver="fast", n_iter=1).history[0]
+    assert res.objective < 0.05 * start or res.objective < 1e-2
+
+
+def test_fast_through_mix_and_pull_back():
+    clouds = _gauss()
+    res, mixed, pulled = mix_and_pull_back(clouds, rng=0, solver="fast", n_iter=2)
+    assert res.solver == "fast"
+    assert [m.shape for m in mixed] == [c.shape for c in clouds]
+    assert all(np.isfinite(m).all() for m in mixed + pulled)
+
+
+def test_fast_options_and_errors():
+    clouds = _gauss()
+    res = fgw_barycenter(
+        clouds,
+        solver="fast",
+        n_iter=2,
+        fast_options={"dtype": torch.float64, "sinkhorn_iter": 5},
+    )
+    _check_couplings(res, clouds)
+    with pytest.raises(MixerError, match="solver"):
+        fgw_barycenter(clouds, solver="fastest")  # type: ignore[arg-type]
+    with pytest.raises(MixerError, match="structure"):
+        fgw_barycenter(clouds, structure="dense")  # type: ignore[arg-type]
+    with pytest.raises(MixerError, match="CPU"):
+        fgw_barycenter(clouds, device="cuda")
+    with pytest.raises(MixerError, match="fast_options"):
+        fgw_barycenter(clouds, fast_options={"sinkhorn_iter": 3})
+    with pytest.raises(MixerError, match="fast solver"):
+        fgw_barycenter(clouds, solver="fast", fast_options={"eps_start": -1.0})
+    with pytest.raises(MixerError, match="fast solver"):
+        fgw_barycenter(clouds, solver="fast", fast_options={"bogus": 1})
+
+
+def test_round_to_coupling_exact_marginals():
+    rng = np.random.default_rng(0)
+    t = torch.as_tensor(rng.random((2, 7, 5)))
+    p = torch.full((7,), 1 / 7, dtype=torch.float64)
+    q = torch.full((5,), 1 / 5, dtype=torch.float64)
+    r = round_to_coupling(t, p, q)
+    assert torch.all(r >= 0)
+    torch.testing.assert_close(r.sum(2), p.expand(2, -1))
+    torch.testing.assert_close(r.sum(1), q.expand(2, -1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_fast_on_cuda_matches_cpu():
+    clouds = _clustered()
+    cpu = fgw_barycenter(clouds, solver="fast", n_iter=3)
+    gpu = fgw_barycenter(clouds, solver="fast", n_iter=3, device="cuda")
+    _check_couplings(gpu, clouds)
+    assert gpu.objective == pytest.approx(cpu.objective, rel=0.02)
