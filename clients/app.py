@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any, cast
 
+import numpy as np
 import torch
 from flwr.app import (
     ConfigRecord,
@@ -19,6 +20,7 @@ from otm_flower.config import RunConfig, parse_run_config
 from otm_flower.data import AgentData, load_dataset, make_agents
 from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
 from otm_flower.metrics import classification_accuracy, clustering_scores
+from otm_flower.privacy import clip_and_noise, gaussian_epsilon
 from otm_flower.training import LocalTrainer, LossWeights
 
 from .otm_messages import (
@@ -133,18 +135,38 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     if folder is not None:  # local file for the simulator; never in a message
         server_round = int(cast(int, round_config(msg).get(P.KEY_ROUND, 0)))
         save_upload_labels(folder, agent.agent_id, server_round, agent.y_train[rows])
+    codes = trainer.encode(agent.x_train[rows])
+    releases = _release_counts(context, agent.n_train)
+    if config.dp_clip > 0:  # local DP: only clipped, noised codes leave the agent
+        server_round = int(cast(int, round_config(msg).get(P.KEY_ROUND, 0)))
+        noise_rng = np.random.default_rng(
+            [config.seed, agent.agent_id, server_round, 7]
+        )
+        codes = clip_and_noise(codes, config.dp_clip, config.dp_noise, noise_rng)
+        np.add.at(releases, rows, 1)
+        losses["dp-epsilon"] = gaussian_epsilon(
+            config.dp_noise, int(releases.max()), config.dp_delta
+        )
     context.state.config_records[STATE_KEY] = ConfigRecord(
-        {"trainer": trainer.state_bytes()}
+        {"trainer": trainer.state_bytes(), "releases": releases.tolist()}
     )
     return train_reply(
         msg,
         context,
         rows=rows,
-        codes=trainer.encode(agent.x_train[rows]),
+        codes=codes,
         agent_id=agent.agent_id,
         n_train=agent.n_train,
         metrics=losses,
     )
+
+
+def _release_counts(context: Context, n_train: int) -> np.ndarray:
+    """How often each training row's code has been uploaded (for DP accounting)."""
+    record = context.state.config_records.get(STATE_KEY)
+    if record is None or "releases" not in record:
+        return np.zeros(n_train, dtype=np.int64)
+    return np.asarray(cast(list[int], record["releases"]), dtype=np.int64)
 
 
 def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Message:

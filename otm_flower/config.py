@@ -54,6 +54,9 @@ class RunConfig:
     test_fraction: float = 0.2
     min_agents: int = 2
     outlier_factor: float = 10.0
+    dp_clip: float = 0.0
+    dp_noise: float = 0.0
+    dp_delta: float = 1e-5
     num_agents: int = 0
     round_timeout: float = 600.0
     diagnostics_dir: str = "auto"
@@ -83,6 +86,9 @@ class RunConfig:
             (0.0 < self.test_fraction < 1.0, "test-fraction must be in (0, 1)"),
             (self.min_agents >= 1, "min-agents must be >= 1"),
             (self.outlier_factor >= 0, "outlier-factor must be >= 0 (0: off)"),
+            (self.dp_clip >= 0, "dp-clip must be >= 0 (0: no local DP)"),
+            (self.dp_noise >= 0, "dp-noise must be >= 0"),
+            (0 < self.dp_delta < 1, "dp-delta must be in (0, 1)"),
             (self.num_agents >= 0, "num-agents must be >= 0 (0: one per view)"),
             (self.round_timeout > 0, "round-timeout must be > 0"),
         ]

@@ -143,6 +143,7 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
             if tracker and tracker.history
             else None,
             "coupling_agreement_history": tracker.history if tracker else [],
+            "privacy": _privacy_report(config, strategy),
             "mix_seconds": [round(s, 4) for s in strategy.mix_seconds],
             "rejected": [list(r) for r in strategy.rejected],
         },
@@ -153,6 +154,24 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
     if config.out:
         log(INFO, "result written to %s", write_result(result, config.out))
     return result
+
+
+def _privacy_report(config: RunConfig, strategy: OTMStrategy) -> dict[str, Any] | None:
+    """(epsilon, delta) of local DP per agent, as the agents last reported it."""
+    if config.dp_clip <= 0:
+        return None
+    per_agent = {
+        str(agent): metrics["train-dp-epsilon"]
+        for agent, metrics in sorted(strategy.train_metrics.items())
+        if "train-dp-epsilon" in metrics
+    }
+    return {
+        "clip": config.dp_clip,
+        "noise_multiplier": config.dp_noise,
+        "delta": config.dp_delta,
+        "epsilon_max": max(per_agent.values(), default=None),
+        "epsilon_per_agent": per_agent,
+    }
 
 
 def build_server_app(config: RunConfig | None = None) -> ServerApp:

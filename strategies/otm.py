@@ -121,6 +121,8 @@ class OTMStrategy(Strategy):
         self.agent_metrics: dict[int, dict[int, dict[str, float]]] = {}
         # node id -> the agent id it reports (for logs and simulator diagnostics)
         self.node_agents: dict[int, int] = {}
+        # agent id -> its latest training metrics (losses, dp-epsilon, ...)
+        self.train_metrics: dict[int, dict[str, float]] = {}
 
     def summary(self) -> None:
         """Log the strategy's settings."""
@@ -195,6 +197,9 @@ class OTMStrategy(Strategy):
             uploads.append((node_id, agent_codes, record))
             if isinstance(agent_id := record.get(P.KEY_AGENT), int):
                 self.node_agents[node_id] = agent_id
+                self.train_metrics[agent_id] = {
+                    k: float(v) for k, v in record.items() if isinstance(v, int | float)
+                }
         # A fixed agent order (not arrival order) keeps runs reproducible.
         uploads.sort(key=lambda u: (self.node_agents.get(u[0], u[0]), u[0]))
         reasons = screen_clouds([u[1] for u in uploads], self.outlier_factor)

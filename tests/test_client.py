@@ -127,3 +127,18 @@ def test_bad_node_config_is_named(node_config, match) -> None:
     )
     with pytest.raises(ValueError, match=match):
         handle_train(train_message(1), ctx, CONFIG)
+
+
+def test_local_dp_clips_noises_and_accounts() -> None:
+    config = parse_run_config({**CONFIG.to_dict(), "dp-clip": 1.0, "dp-noise": 2.0})
+    ctx = context()
+    first = handle_train(train_message(1), ctx, config)
+    metrics = first.content.metric_records[P.METRICS_RECORD]
+    codes = first.content.array_records[P.CODES_RECORD][P.KEY_CODES].numpy()
+    # noise of std 2 on clipped codes: far larger spread than the unit ball
+    assert np.std(codes) == pytest.approx(2.0, rel=0.15)
+    eps_one = metrics["train-dp-epsilon"]
+    assert 0 < eps_one < float("inf")
+    second = handle_train(train_message(2, mixed=codes.copy()), ctx, config)
+    eps_two = second.content.metric_records[P.METRICS_RECORD]["train-dp-epsilon"]
+    assert eps_two >= eps_one  # more releases of some rows, never less spent
