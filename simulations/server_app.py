@@ -76,14 +76,26 @@ class AgreementTracker:
 
 def wait_for_agents(grid: Grid, num_agents: int, timeout: float) -> None:
     """Block until ``num_agents`` nodes are connected (raises after ``timeout`` s)."""
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    hint = (
+        f"start one SuperNode per agent (simulation: flwr run . --federation-config "
+        f'"num-supernodes={num_agents}"), or set num-agents'
+    )
     while (connected := len(list(grid.get_node_ids()))) < num_agents:
-        if time.monotonic() > deadline:
+        waited = time.monotonic() - start
+        if waited > timeout:
             raise TimeoutError(
-                f"only {connected} of {num_agents} agents connected "
-                f"after {timeout:.0f} s"
+                f"only {connected} of {num_agents} agents connected after "
+                f"{timeout:.0f} s: {hint}"
             )
-        log(INFO, "waiting for agents: %d of %d connected", connected, num_agents)
+        if int(waited) % 10 == 0:
+            log(
+                INFO,
+                "waiting for agents: %d of %d connected; %s",
+                connected,
+                num_agents,
+                hint,
+            )
         time.sleep(1.0)
 
 
