@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +146,78 @@ def test_superlink_and_supernodes_run_the_app(federation, tmp_path: Path) -> Non
         assert agent["round"] == 2 and 0.0 < agent["acc"] <= 1.0
         assert agent["n_train"] == 320 and agent["n_test"] == 80
     assert result["bytes_up"] == 2 * 2 * 64 * 8 * 4
+
+
+def test_run_completes_when_a_supernode_is_killed(federation, tmp_path: Path) -> None:
+    procs, env, port = federation
+    full = load_dataset("handwritten")
+    rows = np.random.default_rng(1).permutation(full.n_samples)[:300]
+    views = [np.asarray(full.views[v])[rows] for v in (3, 1, 2)]
+    data = save_npz(
+        MultiViewDataset("hw-3", views, full.labels[rows], ["mor", "fou", "kar"]),
+        tmp_path / "d.npz",
+    )
+    procs.start("superlink", "flower-superlink", "--insecure", "--port", str(port))
+    nodes = []
+    for pid in range(3):
+        node_config = f'partition-id={pid} num-partitions=3 dataset="{data}"'
+        nodes.append(
+            procs.start(
+                f"supernode{pid}",
+                "flower-supernode",
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{port}",
+                "--port",
+                str(free_port()),
+                "--node-config",
+                node_config,
+            )
+        )
+    home = Path(env["FLWR_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        '[superlink]\ndefault = "test"\n\n'
+        f'[superlink.test]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+    )
+    out = tmp_path / "result.json"
+    run_config = (
+        f"num-server-rounds=4 num-agents=3 local-epochs=1 latent-dim=8 "
+        f"hidden-dim=32 mix-batch-size=64 barycenter-iterations=2 "
+        f'round-timeout=40 out="{out}"'
+    )
+    time.sleep(3)
+    flwr = subprocess.Popen(
+        [
+            str(BIN / "flwr"),
+            "run",
+            str(ROOT),
+            "test",
+            "--stream",
+            "--run-config",
+            run_config,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    procs.procs.append(flwr)
+    watchdog = threading.Timer(600, procs.stop, args=(flwr,))  # never hang CI
+    watchdog.start()
+    lines = []
+    try:
+        assert flwr.stdout is not None
+        for line in flwr.stdout:
+            lines.append(line)
+            if "[ROUND 2/4]" in line:
+                procs.stop(nodes[2])  # agent 2's SuperNode dies mid-run
+    finally:
+        watchdog.cancel()
+    assert flwr.wait(timeout=60) == 0, "".join(lines)[-3000:]
+    result = json.loads(out.read_text())
+    agents = {a["id"]: a for a in result["agents"]}
+    assert sorted(agents) == [0, 1, 2]
+    assert agents[0]["round"] == 4 and agents[1]["round"] == 4  # the others finished
+    assert agents[2]["round"] < 4  # the dead agent's last report is kept
