@@ -60,6 +60,7 @@ class RunConfig:
     num_agents: int = 0
     round_timeout: float = 600.0
     diagnostics_dir: str = "auto"
+    output_dir: str = "outputs"
     out: str = ""
 
     def __post_init__(self) -> None:

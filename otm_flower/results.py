@@ -128,3 +128,47 @@ def format_summary(result: dict[str, Any]) -> str:
 
 def _fmt(value: float | None) -> str:
     return "     -" if value is None else f"{value:6.3f}"
+
+
+def run_folder(root: str | Path, config: dict[str, Any], run_id: int) -> Path:
+    """The output folder of one run: ``root/<data>-<method>-<task>-seed<s>-run<id>``."""
+    stem = Path(str(config.get("dataset", "data"))).stem.lower()
+    name = (
+        f"{stem}-{config.get('method')}-{config.get('task')}"
+        f"-seed{config.get('seed')}-run{run_id}"
+    )
+    return Path(root).expanduser().resolve() / name
+
+
+def plot_history(result: dict[str, Any], path: str | Path) -> Path:
+    """Plot mean test metrics (and coupling agreement) per round to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = result["history"]
+    rounds = [h["round"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in METRIC_KEYS:
+        values = [h.get(key) for h in history]
+        if any(v is not None for v in values):
+            ax.plot(rounds, values, marker="o", label=key.upper())
+    agreement = result.get("coupling_agreement_history") or []
+    if agreement:
+        ax.plot(
+            [a["round"] for a in agreement],
+            [a["mean"] for a in agreement],
+            linestyle="--",
+            label="coupling agreement",
+        )
+    ax.set_xlabel("round")
+    ax.set_ylabel("mean over agents (test)")
+    ax.set_title(f"{result['method']} on {result['dataset']} (seed {result['seed']})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

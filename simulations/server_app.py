@@ -18,7 +18,13 @@ from otm_flower.data import load_dataset
 from otm_flower.diagnostics import diagnostics_dir, load_upload_labels
 from otm_flower.metrics import coupling_agreement
 from otm_flower.mixer import BarycenterResult
-from otm_flower.results import build_result, format_summary, write_result
+from otm_flower.results import (
+    build_result,
+    format_summary,
+    plot_history,
+    run_folder,
+    write_result,
+)
 from strategies.otm import OTMStrategy
 
 
@@ -165,6 +171,11 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
     log(INFO, "\n%s", format_summary(result))
     if config.out:
         log(INFO, "result written to %s", write_result(result, config.out))
+    if config.output_dir:
+        run_dir = run_folder(config.output_dir, config.to_dict(), grid.run.run_id)
+        write_result(result, run_dir / "result.json")
+        plot_history(result, run_dir / "history.png")
+        log(INFO, "results and plots in %s", run_dir)
     return result
 
 

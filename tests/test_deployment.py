@@ -119,7 +119,7 @@ def test_superlink_and_supernodes_run_the_app(federation, tmp_path: Path) -> Non
     run_config = (
         f"num-server-rounds=2 num-agents=2 local-epochs=1 latent-dim=8 "
         f"hidden-dim=32 mix-batch-size=64 barycenter-iterations=2 "
-        f'round-timeout=120 out="{out}"'
+        f'round-timeout=120 output-dir="" out="{out}"'
     )
     time.sleep(3)  # let the SuperLink open its port
     flwr = subprocess.run(
@@ -184,7 +184,7 @@ def test_run_completes_when_a_supernode_is_killed(federation, tmp_path: Path) ->
     run_config = (
         f"num-server-rounds=4 num-agents=3 local-epochs=1 latent-dim=8 "
         f"hidden-dim=32 mix-batch-size=64 barycenter-iterations=2 "
-        f'round-timeout=40 out="{out}"'
+        f'round-timeout=40 output-dir="" out="{out}"'
     )
     time.sleep(3)
     flwr = subprocess.Popen(

@@ -17,6 +17,7 @@ SMALL = {
     "hidden-dim": 32,
     "mix-batch-size": 64,
     "barycenter-iterations": 2,
+    "output-dir": "",
 }
 
 

@@ -135,3 +135,22 @@ def test_coupling_agreement_known_cases() -> None:
     assert abs(shuffled - 0.25) < 0.15
     with pytest.raises(ValueError, match="labels"):
         coupling_agreement(result.plans, [y, y[:5]])
+
+
+def test_run_folder_and_history_plot(tmp_path) -> None:
+    from otm_flower.results import build_result, plot_history, run_folder
+
+    config = {
+        "dataset": "/data/BDGP.mat",
+        "method": "otm",
+        "task": "clustering",
+        "seed": 3,
+        "num-server-rounds": 2,
+    }
+    folder = run_folder(tmp_path, config, run_id=42)
+    assert folder == tmp_path.resolve() / "bdgp-otm-clustering-seed3-run42"
+    metrics = {r: {0: {"acc": 0.5 + r / 10, "nmi": 0.4, "ari": 0.3}} for r in (1, 2)}
+    result = build_result(config, metrics, wall_s=1.0, bytes_up=0, bytes_down=0)
+    assert [h["acc"] for h in result["history"]] == pytest.approx([0.6, 0.7])
+    png = plot_history(result, folder / "history.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -55,6 +55,7 @@ def test_simulation_reports_every_agent_and_sends_only_codes(tmp_path: Path) -> 
             "mix-batch-size": mix_batch,
             "barycenter-iterations": 2,
             "out": str(tmp_path / "result.json"),
+            "output-dir": str(tmp_path / "runs"),
         }
     )
     log_dir = tmp_path / "messages"
@@ -62,6 +63,10 @@ def test_simulation_reports_every_agent_and_sends_only_codes(tmp_path: Path) -> 
     result = simulate(config, num_cpus=2, mods=[make_recorder(str(log_dir))])
 
     assert json.loads((tmp_path / "result.json").read_text()) == result
+    (run_dir,) = (tmp_path / "runs").iterdir()  # one folder named by the run
+    assert run_dir.name.startswith("handwritten-otm-clustering-seed0-run")
+    assert json.loads((run_dir / "result.json").read_text()) == result
+    assert (run_dir / "history.png").stat().st_size > 1000
     assert result["dataset"] == "handwritten" and result["rounds"] == rounds
     assert [a["id"] for a in result["agents"]] == list(range(6))
     for agent in result["agents"]:
