@@ -92,22 +92,26 @@ def small_two_view_set(path: Path) -> Path:
     return save_npz(data, path)
 
 
-def test_superlink_and_supernodes_run_the_app(federation, tmp_path: Path) -> None:
-    procs, env, port = federation
-    data = small_two_view_set(tmp_path / "agent-data.npz")
+def start_federation(
+    procs: Processes, env: dict[str, str], port: int, data: Path, num_agents: int
+) -> list[subprocess.Popen]:
+    """A SuperLink, one SuperNode per agent, and a CLI config named ``test``."""
     procs.start("superlink", "flower-superlink", "--insecure", "--port", str(port))
-    for pid in range(2):
-        node_config = f'partition-id={pid} num-partitions=2 dataset="{data}"'
-        procs.start(
-            f"supernode{pid}",
-            "flower-supernode",
-            "--insecure",
-            "--superlink",
-            f"127.0.0.1:{port}",
-            "--port",
-            str(free_port()),
-            "--node-config",
-            node_config,
+    nodes = []
+    for pid in range(num_agents):
+        node_config = f'partition-id={pid} num-partitions={num_agents} dataset="{data}"'
+        nodes.append(
+            procs.start(
+                f"supernode{pid}",
+                "flower-supernode",
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{port}",
+                "--port",
+                str(free_port()),
+                "--node-config",
+                node_config,
+            )
         )
     home = Path(env["FLWR_HOME"])
     home.mkdir(parents=True, exist_ok=True)
@@ -115,13 +119,20 @@ def test_superlink_and_supernodes_run_the_app(federation, tmp_path: Path) -> Non
         '[superlink]\ndefault = "test"\n\n'
         f'[superlink.test]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
     )
+    time.sleep(3)  # let the SuperLink open its port
+    return nodes
+
+
+def test_superlink_and_supernodes_run_the_app(federation, tmp_path: Path) -> None:
+    procs, env, port = federation
+    data = small_two_view_set(tmp_path / "agent-data.npz")
+    start_federation(procs, env, port, data, num_agents=2)
     out = tmp_path / "result.json"
     run_config = (
         f"num-server-rounds=2 num-agents=2 local-epochs=1 latent-dim=8 "
         f"hidden-dim=32 mix-batch-size=64 barycenter-iterations=2 "
         f'round-timeout=120 output-dir="" out="{out}"'
     )
-    time.sleep(3)  # let the SuperLink open its port
     flwr = subprocess.run(
         [
             str(BIN / "flwr"),
@@ -157,36 +168,13 @@ def test_run_completes_when_a_supernode_is_killed(federation, tmp_path: Path) ->
         MultiViewDataset("hw-3", views, full.labels[rows], ["mor", "fou", "kar"]),
         tmp_path / "d.npz",
     )
-    procs.start("superlink", "flower-superlink", "--insecure", "--port", str(port))
-    nodes = []
-    for pid in range(3):
-        node_config = f'partition-id={pid} num-partitions=3 dataset="{data}"'
-        nodes.append(
-            procs.start(
-                f"supernode{pid}",
-                "flower-supernode",
-                "--insecure",
-                "--superlink",
-                f"127.0.0.1:{port}",
-                "--port",
-                str(free_port()),
-                "--node-config",
-                node_config,
-            )
-        )
-    home = Path(env["FLWR_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(
-        '[superlink]\ndefault = "test"\n\n'
-        f'[superlink.test]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
-    )
+    nodes = start_federation(procs, env, port, data, num_agents=3)
     out = tmp_path / "result.json"
     run_config = (
         f"num-server-rounds=4 num-agents=3 local-epochs=1 latent-dim=8 "
         f"hidden-dim=32 mix-batch-size=64 barycenter-iterations=2 "
         f'round-timeout=40 output-dir="" out="{out}"'
     )
-    time.sleep(3)
     flwr = subprocess.Popen(
         [
             str(BIN / "flwr"),
