@@ -123,6 +123,19 @@ def start_federation(
     return nodes
 
 
+def flwr_run_command(run_config: str) -> list[str]:
+    """``flwr run`` of this app on the ``test`` connection, streaming its logs."""
+    return [
+        str(BIN / "flwr"),
+        "run",
+        str(ROOT),
+        "test",
+        "--stream",
+        "--run-config",
+        run_config,
+    ]
+
+
 def test_superlink_and_supernodes_run_the_app(federation, tmp_path: Path) -> None:
     procs, env, port = federation
     data = small_two_view_set(tmp_path / "agent-data.npz")
@@ -134,15 +147,7 @@ def test_superlink_and_supernodes_run_the_app(federation, tmp_path: Path) -> Non
         f'round-timeout=120 output-dir="" out="{out}"'
     )
     flwr = subprocess.run(
-        [
-            str(BIN / "flwr"),
-            "run",
-            str(ROOT),
-            "test",
-            "--stream",
-            "--run-config",
-            run_config,
-        ],
+        flwr_run_command(run_config),
         env=env,
         capture_output=True,
         text=True,
@@ -176,15 +181,7 @@ def test_run_completes_when_a_supernode_is_killed(federation, tmp_path: Path) ->
         f'round-timeout=40 output-dir="" out="{out}"'
     )
     flwr = subprocess.Popen(
-        [
-            str(BIN / "flwr"),
-            "run",
-            str(ROOT),
-            "test",
-            "--stream",
-            "--run-config",
-            run_config,
-        ],
+        flwr_run_command(run_config),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
