@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, cast
 
 import numpy as np
-import torch
 from flwr.app import (
     ConfigRecord,
     Context,
@@ -16,12 +14,12 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from otm_flower import protocol as P
+from otm_flower.agent import agent_facts, build_trainer, evaluate_agent, load_agents
 from otm_flower.config import RunConfig, parse_run_config
-from otm_flower.data import AgentData, load_dataset, make_agents
+from otm_flower.data import AgentData
 from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
-from otm_flower.metrics import classification_accuracy, clustering_scores
 from otm_flower.privacy import clip_and_noise, gaussian_epsilon
-from otm_flower.training import LocalTrainer, LossWeights
+from otm_flower.training import LocalTrainer
 
 from .otm_messages import (
     evaluate_reply,
@@ -32,26 +30,6 @@ from .otm_messages import (
 )
 
 STATE_KEY = "otm-agent"
-
-
-@functools.lru_cache(maxsize=4)
-def _agents(
-    dataset: str,
-    agents_per_modality: int,
-    unaligned_rate: float,
-    test_fraction: float,
-    seed: int,
-) -> tuple[tuple[AgentData, ...], int]:
-    """Every agent's data for a run (cached per process; deterministic)."""
-    data = load_dataset(dataset)
-    agents = make_agents(
-        data,
-        agents_per_modality=agents_per_modality,
-        unaligned_rate=unaligned_rate,
-        test_fraction=test_fraction,
-        seed=seed,
-    )
-    return tuple(agents), data.n_classes
 
 
 def agent_for_node(
@@ -67,13 +45,7 @@ def agent_for_node(
             "node config has no 'partition-id': cannot tell which agent this is"
         )
     dataset = str(node_config.get("dataset", config.dataset))
-    agents, n_classes = _agents(
-        dataset,
-        config.agents_per_modality,
-        config.unaligned_rate,
-        config.test_fraction,
-        config.seed,
-    )
+    agents, n_classes = load_agents(config, dataset)
     pid = int(node_config["partition-id"])
     if not 0 <= pid < len(agents):
         raise ValueError(
@@ -93,25 +65,8 @@ def agent_for_node(
 def _trainer(
     config: RunConfig, agent: AgentData, n_classes: int, context: Context
 ) -> LocalTrainer:
-    torch.set_num_threads(1)
-    classify = config.task == "classification"
-    trainer = LocalTrainer(
-        agent.x_train,
-        agent.y_train if classify else None,
-        latent_dim=config.latent_dim,
-        hidden_dim=config.hidden_dim,
-        num_classes=n_classes if classify else 0,
-        learning_rate=config.learning_rate,
-        batch_size=config.batch_size,
-        weights=LossWeights(
-            config.weight_rec,
-            config.weight_mix,
-            config.weight_reg,
-            config.weight_mmd,
-            config.weight_task,
-        ),
-        seed=config.seed * 1009 + agent.agent_id,
-    )
+    """The agent's trainer, restored from ``context.state`` after its first round."""
+    trainer = build_trainer(config, agent, n_classes)
     saved = _saved_trainer(context)
     if saved is not None:
         trainer.load_state_bytes(saved)
@@ -174,23 +129,10 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
     round_config(msg)
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     trainer = _trainer(config, agent, n_classes, context)
-    test_codes = trainer.encode(agent.x_test)
-    metrics: dict[str, int | float] = dict(
-        clustering_scores(test_codes, agent.y_test, n_classes, seed=config.seed)
-    )
-    if config.task == "classification":
-        metrics["accuracy"] = classification_accuracy(
-            trainer.encode(), agent.y_train, test_codes, agent.y_test
-        )
-    metrics.update(
-        {
-            P.KEY_AGENT: agent.agent_id,
-            "modality": agent.modality,
-            "n-train": agent.n_train,
-            "n-test": agent.n_test,
-            P.KEY_NUM_EXAMPLES: agent.n_test,
-        }
-    )
+    metrics: dict[str, int | float] = {
+        **evaluate_agent(trainer, agent, n_classes, config),
+        **agent_facts(agent),
+    }
     return evaluate_reply(msg, metrics)
 
 

@@ -1,0 +1,134 @@
+"""One agent's side of a run, without Flower: its data, its trainer, its evaluation.
+
+The Flower ClientApp (``clients/app.py``) and the non-federated baselines
+(:mod:`otm_flower.baselines`) share these, so every method trains and scores an
+agent the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .data import AgentData, load_dataset, make_agents
+from .metrics import classification_accuracy, clustering_scores
+from .protocol import KEY_AGENT, KEY_NUM_EXAMPLES
+from .training import LocalTrainer, LossWeights
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_agents(
+    dataset: str,
+    agents_per_modality: int,
+    unaligned_rate: float,
+    test_fraction: float,
+    seed: int,
+) -> tuple[tuple[AgentData, ...], int]:
+    data = load_dataset(dataset)
+    agents = make_agents(
+        data,
+        agents_per_modality=agents_per_modality,
+        unaligned_rate=unaligned_rate,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    return tuple(agents), data.n_classes
+
+
+def load_agents(
+    config: RunConfig, dataset: str | None = None
+) -> tuple[tuple[AgentData, ...], int]:
+    """Every agent's data for a run, and the data set's class count.
+
+    Deterministic in the config (cached per process, so a node that answers many
+    rounds loads its data once).
+
+    Parameters
+    ----------
+    config : RunConfig
+        Supplies ``agents-per-modality``, ``unaligned-rate``, ``test-fraction``,
+        ``seed`` and, unless ``dataset`` is given, ``dataset``.
+    dataset : str, optional
+        A data set name or path overriding ``config.dataset`` (a node's own data).
+    """
+    return _cached_agents(
+        dataset or config.dataset,
+        config.agents_per_modality,
+        config.unaligned_rate,
+        config.test_fraction,
+        config.seed,
+    )
+
+
+def build_trainer(config: RunConfig, agent: AgentData, n_classes: int) -> LocalTrainer:
+    """The agent's freshly initialised WAE trainer for a run config.
+
+    Seeded by ``(seed, agent id)``; the task head exists for classification only.
+    """
+    torch.set_num_threads(1)
+    classify = config.task == "classification"
+    return LocalTrainer(
+        agent.x_train,
+        agent.y_train if classify else None,
+        latent_dim=config.latent_dim,
+        hidden_dim=config.hidden_dim,
+        num_classes=n_classes if classify else 0,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        weights=LossWeights(
+            config.weight_rec,
+            config.weight_mix,
+            config.weight_reg,
+            config.weight_mmd,
+            config.weight_task,
+        ),
+        seed=config.seed * 1009 + agent.agent_id,
+    )
+
+
+def evaluate_codes(
+    train_codes: np.ndarray,
+    test_codes: np.ndarray,
+    agent: AgentData,
+    n_classes: int,
+    config: RunConfig,
+) -> dict[str, float]:
+    """Test metrics of an agent's representation (codes or raw features).
+
+    k-means on the test rows gives clustering ACC/NMI/ARI; for the
+    classification task, a logistic regression fitted on the training rows (with
+    the agent's own labels) gives test ``accuracy`` (``train_codes`` is unused
+    for clustering).
+    """
+    metrics = dict(
+        clustering_scores(test_codes, agent.y_test, n_classes, seed=config.seed)
+    )
+    if config.task == "classification":
+        metrics["accuracy"] = classification_accuracy(
+            train_codes, agent.y_train, test_codes, agent.y_test
+        )
+    return metrics
+
+
+def evaluate_agent(
+    trainer: LocalTrainer, agent: AgentData, n_classes: int, config: RunConfig
+) -> dict[str, float]:
+    """Test metrics of the agent's trained encoder (see :func:`evaluate_codes`)."""
+    classify = config.task == "classification"
+    train_codes = trainer.encode() if classify else np.empty((0, 0), np.float32)
+    test_codes = trainer.encode(agent.x_test)
+    return evaluate_codes(train_codes, test_codes, agent, n_classes, config)
+
+
+def agent_facts(agent: AgentData) -> dict[str, int]:
+    """The agent's descriptive metrics (id, modality, sizes), as results report them."""
+    return {
+        KEY_AGENT: agent.agent_id,
+        "modality": agent.modality,
+        "n-train": agent.n_train,
+        "n-test": agent.n_test,
+        KEY_NUM_EXAMPLES: agent.n_test,
+    }
