@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from flwr.app import (
@@ -14,13 +14,13 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from otm_flower import protocol as P
-from otm_flower.agent import agent_facts, build_trainer, evaluate_agent, load_agents
+from otm_flower.agent import agent_facts, evaluate_agent
 from otm_flower.config import RunConfig, parse_run_config
-from otm_flower.data import AgentData
 from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
 from otm_flower.privacy import clip_and_noise, gaussian_epsilon
-from otm_flower.training import LocalTrainer
 
+from .fedavg import handle_fedavg_evaluate, handle_fedavg_train
+from .node import STATE_KEY, agent_for_node, restore_trainer
 from .otm_messages import (
     evaluate_reply,
     read_mix_targets,
@@ -29,61 +29,12 @@ from .otm_messages import (
     upload_size,
 )
 
-STATE_KEY = "otm-agent"
-
-
-def agent_for_node(
-    config: RunConfig, node_config: dict[str, Any]
-) -> tuple[AgentData, int]:
-    """Pick this node's agent (``partition-id``) and the data set's class count.
-
-    A ``dataset`` entry in the node config (a path or name of data held by that
-    node) overrides the run config's.
-    """
-    if "partition-id" not in node_config:
-        raise ValueError(
-            "node config has no 'partition-id': cannot tell which agent this is"
-        )
-    dataset = str(node_config.get("dataset", config.dataset))
-    agents, n_classes = load_agents(config, dataset)
-    pid = int(node_config["partition-id"])
-    if not 0 <= pid < len(agents):
-        raise ValueError(
-            f"partition-id {pid} out of range: {dataset} with agents-per-modality "
-            f"{config.agents_per_modality} has {len(agents)} agents "
-            f"(0..{len(agents) - 1})"
-        )
-    num_partitions = node_config.get("num-partitions")
-    if num_partitions is not None and int(num_partitions) != len(agents):
-        raise ValueError(
-            f"{num_partitions} nodes but {dataset} has {len(agents)} agents "
-            f"(views x agents-per-modality): run with num-supernodes = {len(agents)}"
-        )
-    return agents[pid], n_classes
-
-
-def _trainer(
-    config: RunConfig, agent: AgentData, n_classes: int, context: Context
-) -> LocalTrainer:
-    """The agent's trainer, restored from ``context.state`` after its first round."""
-    trainer = build_trainer(config, agent, n_classes)
-    saved = _saved_trainer(context)
-    if saved is not None:
-        trainer.load_state_bytes(saved)
-    return trainer
-
-
-def _saved_trainer(context: Context) -> bytes | None:
-    """The agent's trainer state kept in ``context.state`` across rounds."""
-    record = context.state.config_records.get(STATE_KEY)
-    return None if record is None else cast(bytes, record["trainer"])
-
 
 def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     """Train locally (with mix targets when sent) and upload a fresh batch of codes."""
     targets = read_mix_targets(msg, context)
     agent, n_classes = agent_for_node(config, dict(context.node_config))
-    trainer = _trainer(config, agent, n_classes, context)
+    trainer = restore_trainer(config, agent, n_classes, context)
     losses = trainer.train(config.local_epochs, targets)
     rows = trainer.sample_rows(upload_size(msg, agent.n_train))
     folder = diagnostics_dir(config.diagnostics_dir, context.run_id)
@@ -128,7 +79,7 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
     """Cluster (and classify) the agent's own test codes; reply with metrics only."""
     round_config(msg)
     agent, n_classes = agent_for_node(config, dict(context.node_config))
-    trainer = _trainer(config, agent, n_classes, context)
+    trainer = restore_trainer(config, agent, n_classes, context)
     metrics: dict[str, int | float] = {
         **evaluate_agent(trainer, agent, n_classes, config),
         **agent_facts(agent),
@@ -139,7 +90,7 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
 def build_client_app(
     config: RunConfig | None = None, mods: list[Mod] | None = None
 ) -> ClientApp:
-    """Create the OTM ClientApp.
+    """Create the agents' ClientApp (OTM; or FedAvg when ``method`` is fedavg).
 
     Parameters
     ----------
@@ -156,10 +107,16 @@ def build_client_app(
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        return handle_train(msg, context, resolve(context))
+        run = resolve(context)
+        if run.method == "fedavg":
+            return handle_fedavg_train(msg, context, run)
+        return handle_train(msg, context, run)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        return handle_evaluate(msg, context, resolve(context))
+        run = resolve(context)
+        if run.method == "fedavg":
+            return handle_fedavg_evaluate(msg, context, run)
+        return handle_evaluate(msg, context, run)
 
     return app

@@ -17,7 +17,20 @@ from typing import Any
 TASKS = ("clustering", "classification")
 VARIANTS = ("fgw", "w", "gw")
 SOLVERS = ("exact", "fast")
-METHODS = ("otm",)
+METHODS = (
+    "otm",
+    "otm-w",
+    "otm-gw",
+    "otm-nomix",
+    "fedavg",
+    "local",
+    "raw",
+    "oracle",
+)
+OTM_METHODS = ("otm", "otm-w", "otm-gw", "otm-nomix")
+BASELINE_METHODS = ("local", "raw", "oracle")
+# Ablations fix the barycenter variant; "otm" uses the barycenter-variant key.
+_METHOD_VARIANT = {"otm-w": "w", "otm-gw": "gw"}
 
 
 class ConfigError(ValueError):
@@ -106,6 +119,11 @@ class RunConfig:
         errors = [msg for ok, msg in checks if not ok]
         if errors:
             raise ConfigError("invalid run config: " + "; ".join(errors))
+
+    @property
+    def variant(self) -> str:
+        """The barycenter variant the method uses (``otm-w``: w, ``otm-gw``: gw)."""
+        return _METHOD_VARIANT.get(self.method, self.barycenter_variant)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a kebab-case mapping (Flower run-config style)."""

@@ -629,6 +629,7 @@ def mix_and_pull_back(
     *,
     rng: np.random.Generator | int | None = None,
     concentration: float = 0.5,
+    own_only: bool = False,
     **barycenter_kwargs: Any,
 ) -> tuple[BarycenterResult, list[np.ndarray], list[np.ndarray]]:
     """One server mixing step: barycenter, Dirichlet mix, pull-back.
@@ -642,6 +643,9 @@ def mix_and_pull_back(
         barycenter ``seed``).
     concentration : float
         Dirichlet parameter, see :func:`mix`.
+    own_only : bool
+        Ablation: give every agent its own projection instead of a mix (all
+        Dirichlet weight on itself), so no other agent's codes reach it.
     **barycenter_kwargs
         Passed to :func:`fgw_barycenter`.
 
@@ -657,5 +661,8 @@ def mix_and_pull_back(
     clouds = _as_clouds(codes)
     result = fgw_barycenter(clouds, **barycenter_kwargs)
     proj = [t.shape[0] * (t @ z) for t, z in zip(result.plans, clouds, strict=True)]
-    z_mix = _mix_projections(proj, concentration, _rng(rng))
-    return result, pull_back(result, z_mix), pull_back(result, result.barycenter)
+    if own_only:
+        mixed = [pull_back(result, p)[k] for k, p in enumerate(proj)]
+    else:
+        mixed = pull_back(result, _mix_projections(proj, concentration, _rng(rng)))
+    return result, mixed, pull_back(result, result.barycenter)

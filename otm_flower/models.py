@@ -57,6 +57,52 @@ class WAE(nn.Module):
         """Map latent codes back to feature space."""
         return self.decoder(z)
 
+    def modality_keys(self) -> set[str]:
+        """State-dict keys whose shapes depend on the modality (first encoder layer,
+        last decoder layer): these stay local under parameter averaging."""
+        last = len(self.decoder) - 1
+        return {
+            key
+            for key in self.state_dict()
+            if key.startswith(("encoder.0.", f"decoder.{last}."))
+        }
+
+    def shared_state(self) -> dict[str, torch.Tensor]:
+        """The parameters and buffers every agent's WAE has in the same shape.
+
+        That is everything but :meth:`modality_keys` and BatchNorm's integer step
+        counters: the latent-side layers and the task head, which FedAvg averages.
+        """
+        local = self.modality_keys()
+        return {
+            key: value.detach().clone()
+            for key, value in self.state_dict().items()
+            if key not in local and not key.endswith("num_batches_tracked")
+        }
+
+    def load_shared_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what :meth:`shared_state` returns (e.g. averaged over agents).
+
+        Raises
+        ------
+        ValueError
+            When keys are missing or unexpected, or a shape differs.
+        """
+        own = self.shared_state()
+        missing, unexpected = own.keys() - state.keys(), state.keys() - own.keys()
+        if missing or unexpected:
+            raise ValueError(
+                f"shared state mismatch: missing {sorted(missing)}, "
+                f"unexpected {sorted(unexpected)}"
+            )
+        for key, value in state.items():
+            if tuple(value.shape) != tuple(own[key].shape):
+                raise ValueError(
+                    f"shared state {key!r}: shape {tuple(value.shape)}, "
+                    f"expected {tuple(own[key].shape)}"
+                )
+        self.load_state_dict(state, strict=False)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(codes, reconstruction)``."""
         z = self.encode(x)

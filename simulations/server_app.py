@@ -13,7 +13,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
-from otm_flower.config import RunConfig, parse_run_config
+from otm_flower.config import BASELINE_METHODS, RunConfig, parse_run_config
 from otm_flower.data import load_dataset
 from otm_flower.diagnostics import diagnostics_dir, load_upload_labels
 from otm_flower.metrics import coupling_agreement
@@ -118,10 +118,11 @@ def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
         mix_batch_size=config.mix_batch_size,
         latent_dim=config.latent_dim,
         alpha=config.fgw_alpha,
-        variant=config.barycenter_variant,
+        variant=config.variant,
         barycenter_iterations=config.barycenter_iterations,
         solver=config.solver,
         concentration=config.dirichlet_concentration,
+        own_only=config.method == "otm-nomix",
         seed=config.seed,
     )
 
@@ -168,15 +169,45 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
     )
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
+    finish_run(result, config, grid.run.run_id)
+    return result
+
+
+def finish_run(result: dict[str, Any], config: RunConfig, run_id: int) -> None:
+    """Log a run's summary and write its result (``out``) and output folder."""
     log(INFO, "\n%s", format_summary(result))
     if config.out:
         log(INFO, "result written to %s", write_result(result, config.out))
     if config.output_dir:
-        run_dir = run_folder(config.output_dir, config.to_dict(), grid.run.run_id)
+        run_dir = run_folder(config.output_dir, config.to_dict(), run_id)
         write_result(result, run_dir / "result.json")
         plot_history(result, run_dir / "history.png")
         log(INFO, "results and plots in %s", run_dir)
-    return result
+
+
+def run_method(grid: Grid, config: RunConfig) -> dict[str, Any]:
+    """Run ``config.method`` on ``grid`` and return its result document.
+
+    OTM and its ablations run :func:`run_otm`; ``fedavg`` runs Flower's FedAvg over
+    the agents' shared layers; the non-federated baselines (``local``, ``raw``,
+    ``oracle``) need no agents and run in this process on the simulation's data.
+    """
+    if config.method == "fedavg":
+        from simulations.fedavg_server import run_fedavg
+
+        return run_fedavg(grid, config)
+    if config.method in BASELINE_METHODS:
+        from otm_flower.baselines import run_baseline
+
+        log(
+            INFO,
+            "%s: a non-federated baseline, computed in the ServerApp",
+            config.method,
+        )
+        result = run_baseline(config, progress=lambda line: log(INFO, "%s", line))
+        finish_run(result, config, grid.run.run_id)
+        return result
+    return run_otm(grid, config)
 
 
 def _privacy_report(config: RunConfig, strategy: OTMStrategy) -> dict[str, Any] | None:
@@ -209,7 +240,7 @@ def build_server_app(config: RunConfig | None = None) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_otm(
+        run_method(
             grid, config if config is not None else parse_run_config(context.run_config)
         )
 

@@ -69,6 +69,9 @@ class OTMStrategy(Strategy):
         of :mod:`otm_flower.fast_fgw` (see ``docs/performance.md``).
     concentration : float (default: 0.5)
         Dirichlet concentration of the mixing weights.
+    own_only : bool (default: False)
+        Ablation ``otm-nomix``: send each agent its own projection instead of a
+        mix, keeping the rest of the protocol.
     seed : int (default: 0)
         Seeds the barycenter initialisation and the mixing weights per round.
     on_mix : callable, optional
@@ -91,6 +94,7 @@ class OTMStrategy(Strategy):
         barycenter_iterations: int = 5,
         solver: str = "exact",
         concentration: float = 0.5,
+        own_only: bool = False,
         seed: int = 0,
         on_mix: MixCallback | None = None,
     ) -> None:
@@ -110,6 +114,7 @@ class OTMStrategy(Strategy):
         self.barycenter_iterations = barycenter_iterations
         self.solver = solver
         self.concentration = concentration
+        self.own_only = own_only
         self.seed = seed
         self.on_mix = on_mix
         # Per-node targets from the latest mixing, delivered in the next round.
@@ -253,6 +258,7 @@ class OTMStrategy(Strategy):
                     codes,
                     rng=np.random.default_rng([self.seed, server_round]),
                     concentration=self.concentration,
+                    own_only=self.own_only,
                     alpha=self.alpha,
                     variant=variant,  # type: ignore[arg-type]
                     n_iter=self.barycenter_iterations,

@@ -1,0 +1,75 @@
+"""The agents' side of the ``fedavg`` baseline: Flower's FedAvg over shared layers.
+
+Each agent keeps its modality-specific layers (first encoder layer, last decoder
+layer) local and exchanges the rest of its WAE (latent-side layers and task head,
+the same shapes for every agent; see :meth:`otm_flower.models.WAE.shared_state`)
+with Flower's unchanged ``flwr.serverapp.strategy.FedAvg``.
+"""
+
+from __future__ import annotations
+
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
+
+from otm_flower.agent import agent_facts, evaluate_agent
+from otm_flower.config import RunConfig
+from otm_flower.training import LocalTrainer
+
+from .node import STATE_KEY, agent_for_node, restore_trainer
+from .otm_messages import MetricValues
+
+ARRAYS_RECORD = "arrays"  # FedAvg's default ``arrayrecord_key``
+METRICS_RECORD = "metrics"
+CONFIG_RECORD = "config"
+
+
+def _load_global(msg: Message, trainer: LocalTrainer) -> None:
+    """Load the server's averaged shared layers (none in round 1: own init)."""
+    arrays = msg.content.array_records.get(ARRAYS_RECORD)
+    if arrays is not None and len(arrays) > 0:
+        trainer.model.load_shared_state(arrays.to_torch_state_dict())
+
+
+def handle_fedavg_train(msg: Message, context: Context, config: RunConfig) -> Message:
+    """Load the global shared layers, train locally, reply with the shared layers."""
+    agent, n_classes = agent_for_node(config, dict(context.node_config))
+    trainer = restore_trainer(config, agent, n_classes, context)
+    _load_global(msg, trainer)
+    losses = trainer.train(config.local_epochs)
+    context.state.config_records[STATE_KEY] = ConfigRecord(
+        {"trainer": trainer.state_bytes()}
+    )
+    metrics: MetricValues = {f"train-{k}": v for k, v in losses.items()}
+    return Message(
+        RecordDict(
+            {
+                ARRAYS_RECORD: ArrayRecord(trainer.model.shared_state()),
+                METRICS_RECORD: MetricRecord(
+                    {**metrics, "num-examples": agent.n_train}
+                ),
+            }
+        ),
+        reply_to=msg,
+    )
+
+
+def handle_fedavg_evaluate(
+    msg: Message, context: Context, config: RunConfig
+) -> Message:
+    """Score the agent's encoder with the global shared layers; metrics only."""
+    agent, n_classes = agent_for_node(config, dict(context.node_config))
+    trainer = restore_trainer(config, agent, n_classes, context)
+    _load_global(msg, trainer)
+    config_record = msg.content.config_records.get(CONFIG_RECORD, ConfigRecord())
+    metrics: MetricValues = {
+        **evaluate_agent(trainer, agent, n_classes, config),
+        **agent_facts(agent),
+        "server-round": int(config_record.get("server-round", 0)),  # type: ignore[arg-type]
+    }
+    return Message(RecordDict({METRICS_RECORD: MetricRecord(metrics)}), reply_to=msg)

@@ -1,0 +1,61 @@
+"""A node's agent: which one it is, and its trainer kept across rounds in state."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from flwr.app import Context
+
+from otm_flower.agent import build_trainer, load_agents
+from otm_flower.config import RunConfig
+from otm_flower.data import AgentData
+from otm_flower.training import LocalTrainer
+
+STATE_KEY = "otm-agent"
+
+
+def agent_for_node(
+    config: RunConfig, node_config: dict[str, Any]
+) -> tuple[AgentData, int]:
+    """Pick this node's agent (``partition-id``) and the data set's class count.
+
+    A ``dataset`` entry in the node config (a path or name of data held by that
+    node) overrides the run config's.
+    """
+    if "partition-id" not in node_config:
+        raise ValueError(
+            "node config has no 'partition-id': cannot tell which agent this is"
+        )
+    dataset = str(node_config.get("dataset", config.dataset))
+    agents, n_classes = load_agents(config, dataset)
+    pid = int(node_config["partition-id"])
+    if not 0 <= pid < len(agents):
+        raise ValueError(
+            f"partition-id {pid} out of range: {dataset} with agents-per-modality "
+            f"{config.agents_per_modality} has {len(agents)} agents "
+            f"(0..{len(agents) - 1})"
+        )
+    num_partitions = node_config.get("num-partitions")
+    if num_partitions is not None and int(num_partitions) != len(agents):
+        raise ValueError(
+            f"{num_partitions} nodes but {dataset} has {len(agents)} agents "
+            f"(views x agents-per-modality): run with num-supernodes = {len(agents)}"
+        )
+    return agents[pid], n_classes
+
+
+def restore_trainer(
+    config: RunConfig, agent: AgentData, n_classes: int, context: Context
+) -> LocalTrainer:
+    """The agent's trainer, restored from ``context.state`` after its first round."""
+    trainer = build_trainer(config, agent, n_classes)
+    saved = saved_trainer(context)
+    if saved is not None:
+        trainer.load_state_bytes(saved)
+    return trainer
+
+
+def saved_trainer(context: Context) -> bytes | None:
+    """The agent's trainer state kept in ``context.state`` across rounds."""
+    record = context.state.config_records.get(STATE_KEY)
+    return None if record is None else cast(bytes, record["trainer"])
