@@ -1,4 +1,5 @@
-"""``otm-flower``: run one federated OTM simulation in process."""
+"""``otm-flower``: run one simulation (``run``), a benchmark grid (``bench``) or the
+mixer benchmark (``bench-mixer``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,20 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from otm_flower.config import ConfigError, RunConfig, parse_run_config, valid_keys
+from otm_flower.config import (
+    BASELINE_METHODS,
+    METHODS,
+    ConfigError,
+    RunConfig,
+    parse_run_config,
+    valid_keys,
+)
 from otm_flower.data import DataError
+
+if TYPE_CHECKING:
+    from simulations.inprocess import InProcessGrid
 
 
 def _parse_set(items: list[str]) -> dict[str, str]:
@@ -23,19 +34,28 @@ def _parse_set(items: list[str]) -> dict[str, str]:
     return out
 
 
+RUNTIMES = ("ray", "inprocess")
+
+
 def simulate(
     config: RunConfig,
     *,
+    runtime: str = "ray",
     num_cpus: int | None = None,
     verbose: bool = False,
     mods: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``config`` with Flower's simulation runtime; return the result document.
+    """Run ``config`` in simulation; return the result document.
 
     Parameters
     ----------
     config : RunConfig
         The run; ``config.out`` must name the JSON file to write.
+    runtime : {"ray", "inprocess"}
+        ``ray``: Flower's simulation engine (one Ray worker per agent, as ``flwr
+        run``). ``inprocess``: the same ServerApp and ClientApp code driven through
+        :class:`simulations.inprocess.InProcessGrid`, agents one after another in
+        this process with one thread each (no Ray start-up; what benchmarks use).
     num_cpus : int, optional
         CPUs Ray may use (default: all); each agent takes one.
     verbose : bool
@@ -43,16 +63,20 @@ def simulate(
     mods : list, optional
         Flower client mods wrapped around every agent's ClientApp.
     """
-    from flwr.simulation import run_simulation
-
-    from clients.app import build_client_app
-    from simulations.server_app import build_server_app, expected_agents
-
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if not config.out:
         raise ConfigError("simulate() needs config.out, the JSON result path")
     out = Path(config.out)
     if out.exists():
         out.unlink()
+    if runtime == "inprocess":
+        return simulate_inprocess(config, mods=mods)[0]
+    from flwr.simulation import run_simulation
+
+    from clients.app import build_client_app
+    from simulations.server_app import build_server_app, expected_agents
+
     run_simulation(
         server_app=build_server_app(config),
         client_app=build_client_app(config, mods=mods),
@@ -70,6 +94,32 @@ def simulate(
     return json.loads(out.read_text())
 
 
+def simulate_inprocess(
+    config: RunConfig, *, mods: list[Any] | None = None
+) -> tuple[dict[str, Any], InProcessGrid]:
+    """Run ``config`` on an :class:`InProcessGrid`; return the result and the grid.
+
+    The grid keeps every node's ``Context`` (its trained state) for diagnostics.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from clients.app import build_client_app
+    from simulations.inprocess import InProcessGrid
+    from simulations.server_app import expected_agents, run_method
+
+    run_id = int.from_bytes(os.urandom(6), "big")
+    with threadpool_limits(1):
+        num_agents = 1 if config.method in BASELINE_METHODS else expected_agents(config)
+        grid = InProcessGrid(
+            build_client_app(config, mods=mods),
+            num_agents,
+            config.to_dict(),
+            run_id=run_id,
+            seed=config.seed,
+        )
+        return run_method(grid, config), grid
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``otm-flower`` console command."""
     parser = argparse.ArgumentParser(prog="otm-flower", description=__doc__)
@@ -83,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         help="handwritten, a shared name "
         "(bdgp, cub, scene-15, prokaryotic, movies) or a .mat/.npz path",
     )
-    run.add_argument("--method", default=None, help="otm (default)")
+    run.add_argument(
+        "--method", default=None, choices=list(METHODS), help="default: otm"
+    )
     run.add_argument("--task", default=None, choices=["clustering", "classification"])
     run.add_argument("--rounds", type=int, default=None, help="federated rounds")
     run.add_argument("--seed", type=int, default=None)
@@ -103,7 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--num-cpus", type=int, default=None, help="CPUs for the simulation"
     )
+    run.add_argument(
+        "--runtime",
+        default="ray",
+        choices=list(RUNTIMES),
+        help="ray: Flower's simulation engine (default); inprocess: same apps, "
+        "agents run one after another in this process (fast start)",
+    )
     run.add_argument("--verbose", action="store_true")
+    sub.add_parser(
+        "bench",
+        add_help=False,
+        help="run a benchmark grid (datasets x methods x regimes x seeds)",
+    )
     sub.add_parser(
         "bench-mixer",
         add_help=False,
@@ -114,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         from simulations.bench_mixer import main as bench_mixer
 
         return bench_mixer(argv[1:])
+    if argv[:1] == ["bench"]:
+        from simulations.bench import main as bench
+
+        return bench(argv[1:])
     args = parser.parse_args(argv)
 
     try:
@@ -137,7 +205,12 @@ def main(argv: list[str] | None = None) -> int:
                     "out": f"outputs/{stem}-seed{config.seed}.json",
                 }
             )
-        result = simulate(config, num_cpus=args.num_cpus, verbose=args.verbose)
+        result = simulate(
+            config,
+            runtime=args.runtime,
+            num_cpus=args.num_cpus,
+            verbose=args.verbose,
+        )
     except (ConfigError, DataError) as err:
         print(f"otm-flower: error: {err}", file=sys.stderr)
         return 2
