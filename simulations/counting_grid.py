@@ -10,11 +10,14 @@ from flwr.supercore.run import Run
 
 
 def array_bytes(message: Message) -> int:
-    """Bytes of every array in a message's content (0 for an error reply)."""
+    """Payload bytes of every array in a message (0 for an error reply).
+
+    Counts the values only (no serialisation header), as OTM counts its codes.
+    """
     if not message.has_content():
         return 0
     return sum(
-        len(array.data)
+        array.numpy().nbytes
         for record in message.content.array_records.values()
         for array in record.values()
     )

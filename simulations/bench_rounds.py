@@ -1,0 +1,547 @@
+"""Round benchmark: OTM against FedAvg per round, and server time against agents.
+
+Two measurements, both through :func:`simulations.cli.simulate_inprocess` (the real
+ServerApp and ClientApp code on an in-process grid, agents one after another in
+this process with one thread each):
+
+``rounds``
+    OTM and FedAvg with the same run config (data set, rounds, local epochs,
+    seed): wall time per round, split into the agents' time (measured by a client
+    mod around every ClientApp call) and the rest (server: strategy, mixing,
+    message (de)serialisation), OTM's mixing seconds, and the payload bytes up
+    and down per round; then the OTM / FedAvg round-time ratio.
+``scale``
+    OTM with ``agents-per-modality`` 1, 2, 5, 10 (Handwritten: 6, 12, 30, 60
+    agents): server seconds per round (mean of the strategy's mixing seconds, and
+    wall minus agents' time) against the number of agents, compared with linear
+    growth from the smallest run; optionally the mixer alone
+    (:func:`otm_flower.mixer.mix_and_pull_back`, the strategy's settings) on K
+    Gaussian clouds of a fixed size, where codes per agent do not shrink as the
+    agents multiply. Writes a PNG plot.
+
+Tables are printed, and written as JSON (and the plot) under ``--out``.
+Run ``python -m simulations.bench_rounds --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Context, Message
+
+METHODS = ("otm", "fedavg")
+DEFAULT_APM = (1, 2, 5, 10)
+
+
+class ClientClock:
+    """A Flower client mod that adds up the seconds spent in the ClientApp.
+
+    Everything the agents do (restore, train, encode, evaluate) runs inside it; what
+    remains of a run's wall time is the server's (strategy, mixing) and the
+    in-process transport's (message serialisation).
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.by_type: dict[str, float] = {}
+        self.calls = 0
+
+    def __call__(
+        self,
+        message: Message,
+        context: Context,
+        call_next: Callable[[Message, Context], Message],
+    ) -> Message:
+        """Time ``call_next`` (the ClientApp or the next mod)."""
+        start = time.perf_counter()
+        try:
+            return call_next(message, context)
+        finally:
+            elapsed = time.perf_counter() - start
+            self.seconds += elapsed
+            kind = message.metadata.message_type
+            self.by_type[kind] = self.by_type.get(kind, 0.0) + elapsed
+            self.calls += 1
+
+
+def base_settings(
+    dataset: str, rounds: int, seed: int, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run-config keys shared by every benchmark run (no files written)."""
+    return {
+        "dataset": dataset,
+        "num-server-rounds": rounds,
+        "seed": seed,
+        "output-dir": "",
+        "diagnostics-dir": "",
+        "out": "",
+        **(extra or {}),
+    }
+
+
+def measure_run(settings: dict[str, Any]) -> dict[str, Any]:
+    """Run one simulation in process; return its per-round timing and bytes row.
+
+    The data set is loaded (and split among agents) before the clock starts, so
+    the times are those of the rounds.
+    """
+    from otm_flower.agent import load_agents
+    from otm_flower.config import parse_run_config
+    from simulations.cli import simulate_inprocess
+
+    config = parse_run_config(settings)
+    load_agents(config)  # cached per process: the rounds do not pay for loading
+    clock = ClientClock()
+    result, grid = simulate_inprocess(config, mods=[clock])
+    rounds = int(config.num_server_rounds)
+    wall = float(result["wall_s"])
+    mix = [float(s) for s in result.get("mix_seconds") or []]
+    agents = len(list(grid.get_node_ids()))
+    n_train = [int(a["n_train"]) for a in result["agents"]]
+    row: dict[str, Any] = {
+        "method": config.method,
+        "agents": agents,
+        "agents_per_modality": config.agents_per_modality,
+        "rounds": rounds,
+        "local_epochs": config.local_epochs,
+        "codes_per_agent": min(min(n_train), config.mix_batch_size)
+        if n_train
+        else None,
+        "wall_s": wall,
+        "round_s": wall / rounds,
+        "client_round_s": clock.seconds / rounds,
+        "client_train_round_s": clock.by_type.get("train", 0.0) / rounds,
+        "client_evaluate_round_s": clock.by_type.get("evaluate", 0.0) / rounds,
+        "server_round_s": max(wall - clock.seconds, 0.0) / rounds,
+        "mix_round_s": float(np.mean(mix)) if mix else None,
+        "mix_seconds": mix,
+        "bytes_up": int(result["bytes_up"]),
+        "bytes_down": int(result["bytes_down"]),
+        "bytes_up_round": result["bytes_up"] / rounds,
+        "bytes_down_round": result["bytes_down"] / rounds,
+        "client_calls": clock.calls,
+        "acc": result["mean"].get("acc"),
+    }
+    return row
+
+
+def rounds_table(
+    dataset: str,
+    *,
+    rounds: int,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+    methods: Sequence[str] = METHODS,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """OTM and FedAvg with the same settings; rows and the OTM / FedAvg ratios."""
+    rows = []
+    for method in methods:
+        settings = base_settings(dataset, rounds, seed, {**(extra or {})})
+        settings["method"] = method
+        row = measure_run(settings)
+        progress(json.dumps({k: v for k, v in row.items() if k != "mix_seconds"}))
+        rows.append(row)
+    return {"rows": rows, **round_ratios(rows)}
+
+
+def round_ratios(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """OTM / FedAvg ratios of round time, server time and bytes (None if absent)."""
+    by = {r["method"]: r for r in rows}
+    if "otm" not in by or "fedavg" not in by:
+        return {"ratio_round": None, "ratio_server": None, "ratio_bytes": None}
+    otm, fed = by["otm"], by["fedavg"]
+
+    def ratio(a: float, b: float) -> float | None:
+        return a / b if b > 0 else None
+
+    return {
+        "ratio_round": ratio(otm["round_s"], fed["round_s"]),
+        "ratio_client": ratio(otm["client_round_s"], fed["client_round_s"]),
+        "ratio_server": ratio(otm["server_round_s"], fed["server_round_s"]),
+        "ratio_bytes": ratio(
+            otm["bytes_up_round"] + otm["bytes_down_round"],
+            fed["bytes_up_round"] + fed["bytes_down_round"],
+        ),
+    }
+
+
+def mixer_seconds(
+    k: int,
+    n: int,
+    *,
+    dim: int,
+    seed: int,
+    repeats: int = 1,
+    **strategy: Any,
+) -> float:
+    """Median seconds of one server mixing step on K Gaussian clouds ``(n, dim)``.
+
+    ``strategy`` holds the mixer settings OTMStrategy passes (``alpha``,
+    ``variant``, ``n_iter``, ``solver``, ``concentration``).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from otm_flower.mixer import mix_and_pull_back
+
+    rng = np.random.default_rng(seed)
+    clouds = [rng.standard_normal((n, dim)) for _ in range(k)]
+    concentration = strategy.pop("concentration", 0.5)
+    times = []
+    with threadpool_limits(1):
+        for r in range(repeats):
+            start = time.perf_counter()
+            mix_and_pull_back(
+                clouds,
+                rng=np.random.default_rng([seed, r]),
+                concentration=concentration,
+                seed=seed,
+                **strategy,
+            )
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def fit_growth(agents: Sequence[float], seconds: Sequence[float]) -> dict[str, Any]:
+    """How ``seconds`` grows with ``agents``: log-log slope and largest/smallest.
+
+    ``exponent`` is the least-squares slope of log(seconds) on log(agents) (1:
+    linear); ``ratio`` is seconds at the most agents over seconds at the fewest,
+    ``linear_ratio`` the same for agents; ``per_agent`` is seconds / agents.
+    """
+    a = np.asarray(agents, dtype=float)
+    s = np.asarray(seconds, dtype=float)
+    ok = (a > 0) & (s > 0)
+    out: dict[str, Any] = {
+        "exponent": None,
+        "ratio": None,
+        "linear_ratio": None,
+        "per_agent": [float(v) for v in s / np.where(a > 0, a, 1.0)],
+    }
+    if ok.sum() >= 2:
+        out["exponent"] = float(np.polyfit(np.log(a[ok]), np.log(s[ok]), 1)[0])
+    lo, hi = int(np.argmin(a)), int(np.argmax(a))
+    if s[lo] > 0 and lo != hi:
+        out["ratio"] = float(s[hi] / s[lo])
+        out["linear_ratio"] = float(a[hi] / a[lo])
+        out["at_most_linear"] = bool(s[hi] / s[lo] <= a[hi] / a[lo])
+    return out
+
+
+def scale_table(
+    dataset: str,
+    *,
+    apms: Sequence[int],
+    rounds: int,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+    mixer_n: int = 0,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """OTM runs for each agents-per-modality; growth of server time with agents.
+
+    With ``mixer_n`` > 0, also times the mixer alone for the same agent counts on
+    Gaussian clouds of ``mixer_n`` codes of the run's latent dimension.
+    """
+    from otm_flower.config import parse_run_config
+
+    rows = []
+    for apm in apms:
+        settings = base_settings(
+            dataset,
+            rounds,
+            seed,
+            {**(extra or {}), "method": "otm", "agents-per-modality": apm},
+        )
+        row = measure_run(settings)
+        progress(json.dumps({k: v for k, v in row.items() if k != "mix_seconds"}))
+        rows.append(row)
+    agents = [r["agents"] for r in rows]
+    out: dict[str, Any] = {
+        "rows": rows,
+        "growth_mix": fit_growth(agents, [r["mix_round_s"] or 0.0 for r in rows]),
+        "growth_server": fit_growth(agents, [r["server_round_s"] for r in rows]),
+        "growth_round": fit_growth(agents, [r["round_s"] for r in rows]),
+    }
+    if mixer_n > 0:
+        config = parse_run_config(base_settings(dataset, rounds, seed, extra))
+        mixer_rows = []
+        for k in agents:
+            seconds = mixer_seconds(
+                k,
+                mixer_n,
+                dim=config.latent_dim,
+                seed=seed,
+                alpha=config.fgw_alpha,
+                variant=config.variant,
+                n_iter=config.barycenter_iterations,
+                solver=config.solver,
+                concentration=config.dirichlet_concentration,
+            )
+            mixer_rows.append({"agents": k, "n": mixer_n, "mix_s": seconds})
+            progress(json.dumps(mixer_rows[-1]))
+        out["mixer_rows"] = mixer_rows
+        out["growth_mixer"] = fit_growth(agents, [r["mix_s"] for r in mixer_rows])
+    return out
+
+
+def plot_scale(scale: dict[str, Any], path: Path) -> Path:
+    """Server seconds per round against agents, with linear references (PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    rows = scale["rows"]
+    agents = np.array([r["agents"] for r in rows], dtype=float)
+    series = [
+        ("mixing (strategy mix_seconds)", [r["mix_round_s"] or 0.0 for r in rows]),
+        ("server incl. transport (wall - agents)", [r["server_round_s"] for r in rows]),
+    ]
+    if scale.get("mixer_rows"):
+        n = scale["mixer_rows"][0]["n"]
+        series.append(
+            (f"mixer alone, {n} codes/agent", [r["mix_s"] for r in scale["mixer_rows"]])
+        )
+    grid = np.linspace(0, agents.max() * 1.05, 50)
+    for (label, values), colour in zip(series, ("C0", "C1", "C2"), strict=False):
+        y = np.asarray(values, dtype=float)
+        ax.plot(agents, y, marker="o", color=colour, label=label)
+        lo = int(np.argmin(agents))
+        if y[lo] > 0:
+            ax.plot(
+                grid,
+                y[lo] * grid / agents[lo],
+                linestyle=":",
+                color=colour,
+                alpha=0.7,
+                label=f"linear from {int(agents[lo])} agents",
+            )
+    codes = ", ".join(f"{r['agents']}:{r['codes_per_agent']}" for r in rows)
+    ax.set_title(f"OTM server time per round (codes/agent {codes})", fontsize=9)
+    ax.set_xlabel("agents")
+    ax.set_ylabel("seconds per round")
+    ax.set_xlim(0, agents.max() * 1.05)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def _kb(v: float) -> str:
+    return f"{v / 1024:.1f}"
+
+
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def rounds_markdown(table: dict[str, Any]) -> str:
+    """Markdown table of a :func:`rounds_table` result."""
+    lines = [
+        "| method | agents | rounds | round s | agents s/round | server s/round "
+        "| mixing s/round | up KiB/round | down KiB/round |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table["rows"]:
+        lines.append(
+            f"| {r['method']} | {r['agents']} | {r['rounds']} | {_s(r['round_s'])} "
+            f"| {_s(r['client_round_s'])} | {_s(r['server_round_s'])} "
+            f"| {_s(r['mix_round_s'])} | {_kb(r['bytes_up_round'])} "
+            f"| {_kb(r['bytes_down_round'])} |"
+        )
+    ratio = table.get("ratio_round")
+    if ratio is not None:
+        lines.append("")
+        lines.append(
+            f"OTM / FedAvg: round time {ratio:.2f}x, agents' time "
+            f"{table['ratio_client']:.2f}x, server time "
+            + (
+                f"{table['ratio_server']:.1f}x"
+                if table["ratio_server"] is not None
+                else "-"
+            )
+            + f", bytes {table['ratio_bytes']:.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def scale_markdown(scale: dict[str, Any]) -> str:
+    """Markdown table of a :func:`scale_table` result."""
+    mixer = {r["agents"]: r for r in scale.get("mixer_rows") or []}
+    lines = [
+        "| agents | codes/agent | round s | agents s/round | server s/round "
+        "| mixing s/round | mixing s/agent | up KiB/round | down KiB/round"
+        + (" | mixer alone s |" if mixer else " |"),
+        "|---|---|---|---|---|---|---|---|---" + ("|---|" if mixer else "|"),
+    ]
+    for r in scale["rows"]:
+        per_agent = (r["mix_round_s"] or 0.0) / r["agents"]
+        line = (
+            f"| {r['agents']} | {r['codes_per_agent']} | {_s(r['round_s'])} "
+            f"| {_s(r['client_round_s'])} | {_s(r['server_round_s'])} "
+            f"| {_s(r['mix_round_s'])} | {per_agent:.3f} "
+            f"| {_kb(r['bytes_up_round'])} | {_kb(r['bytes_down_round'])}"
+        )
+        if mixer:
+            m = mixer.get(r["agents"])
+            line += f" | {_s(m['mix_s'] if m else None)}"
+        lines.append(line + " |")
+    lines.append("")
+    for key, label in (
+        ("growth_mix", "mixing"),
+        ("growth_server", "server (wall - agents)"),
+        ("growth_round", "whole round"),
+        ("growth_mixer", "mixer alone"),
+    ):
+        g = scale.get(key)
+        if not g or g.get("ratio") is None:
+            continue
+        lines.append(
+            f"- {label}: x{g['ratio']:.2f} from fewest to most agents "
+            f"(linear: x{g['linear_ratio']:.0f}); log-log slope "
+            f"{g['exponent']:.2f}"
+        )
+    return "\n".join(lines)
+
+
+def versions() -> dict[str, Any]:
+    """Machine and package versions for the report."""
+    import os
+
+    import flwr
+    import ot
+    import torch
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "pot": ot.__version__,
+        "flwr": getattr(flwr, "__version__", "?"),
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "load_average": list(os.getloadavg()),
+    }
+
+
+def _extra(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    ap = argparse.ArgumentParser(
+        prog="bench-rounds", description=(__doc__ or "").split("\n")[0]
+    )
+    ap.add_argument("what", choices=("rounds", "scale", "all"))
+    ap.add_argument("--dataset", default="handwritten")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of `rounds`")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run-config key for every run (e.g. local-epochs=3)",
+    )
+    ap.add_argument("--apm", type=_ints, default=list(DEFAULT_APM))
+    ap.add_argument("--scale-rounds", type=int, default=2)
+    ap.add_argument(
+        "--scale-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run-config key for the scale runs only (default local-epochs=1)",
+    )
+    ap.add_argument(
+        "--mixer-n",
+        type=int,
+        default=256,
+        help="scale: also time the mixer alone on this many codes per agent (0: off)",
+    )
+    ap.add_argument("--out", type=Path, default=None, help="folder for JSON and PNG")
+    args = ap.parse_args(argv)
+    extra = _extra(args.set)
+    meta = {"argv": list(sys.argv if argv is None else argv), **versions()}
+    report: dict[str, Any] = {"meta": meta}
+    try:
+        if args.what in ("rounds", "all"):
+            table = rounds_table(
+                args.dataset, rounds=args.rounds, seed=args.seed, extra=extra
+            )
+            report["rounds"] = table
+            print(rounds_markdown(table), flush=True)
+            if args.out is not None:
+                _write(args.out / "rounds.json", {"meta": meta, **table})
+        if args.what in ("scale", "all"):
+            scale_extra = {"local-epochs": "1", **extra, **_extra(args.scale_set)}
+            scale = scale_table(
+                args.dataset,
+                apms=args.apm,
+                rounds=args.scale_rounds,
+                seed=args.seed,
+                extra=scale_extra,
+                mixer_n=args.mixer_n,
+            )
+            report["scale"] = scale
+            print(scale_markdown(scale), flush=True)
+            if args.out is not None:
+                _write(args.out / "scale.json", {"meta": meta, **scale})
+                print(f"plot: {plot_scale(scale, args.out / 'scale.png')}")
+    except Exception as err:  # noqa: BLE001 - config and data errors end the command
+        from otm_flower.config import ConfigError
+        from otm_flower.data import DataError
+
+        if isinstance(err, ConfigError | DataError):
+            print(f"bench-rounds: error: {err}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

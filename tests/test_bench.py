@@ -1,0 +1,130 @@
+"""``otm-flower bench``: grid runs, resume, failures, hyperparameter files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from otm_flower.benchmark import BenchRun, result_path
+from otm_flower.config import ConfigError
+from otm_flower.data import MultiViewDataset, save_npz
+from simulations.bench import load_hyperparameters, main, run_config_for
+
+SMALL = [
+    "--set", "local-epochs=1", "--set", "hidden-dim=16", "--set", "latent-dim=3",
+    "--set", "mix-batch-size=30", "--set", "batch-size=32",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(2)
+    labels = np.arange(90) % 3
+    views = [4.0 * rng.normal(size=(3, 6))[labels] + rng.normal(size=(90, 6))] * 2
+    data = MultiViewDataset(
+        name="tiny", views=views, labels=labels, view_names=["a", "b"]
+    )
+    return save_npz(data, tmp_path_factory.mktemp("data") / "tiny.npz")
+
+
+def _bench(data: Path, out: Path, *extra: str) -> int:
+    return main(
+        [
+            "--datasets", str(data), "--methods", "otm,raw", "--seeds", "1",
+            "--rounds", "1", "--out", str(out), "--hyperparameters", "", *SMALL,
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_grid_writes_results_and_summary_then_resumes(
+    data_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _bench(data_path, tmp_path) == 0
+    runs = sorted(p.name for p in (tmp_path / "runs").glob("*.json"))
+    assert runs == [
+        "tiny__otm__classification__seed0.json",
+        "tiny__otm__unaligned__seed0.json",
+        "tiny__raw__classification__seed0.json",
+        "tiny__raw__unaligned__seed0.json",
+    ]
+    result = json.loads((tmp_path / "runs" / runs[0]).read_text())
+    assert result["regime"] == "classification" and result["mean"]["accuracy"] > 0
+    summary = (tmp_path / "summary.md").read_text()
+    assert "### tiny / unaligned (clustering)" in summary
+    assert "| otm | 1 |" in summary and "| raw | 1 |" in summary
+    capsys.readouterr()
+
+    # A second call finds everything done; a corrupt result is re-run alone.
+    assert _bench(data_path, tmp_path) == 0
+    assert "0 to run" in capsys.readouterr().out
+    corrupt = tmp_path / "runs" / "tiny__raw__unaligned__seed0.json"
+    corrupt.write_text("{ truncated")
+    with pytest.warns(UserWarning, match="tiny__raw__unaligned__seed0"):
+        assert _bench(data_path, tmp_path) == 0
+    assert "1 to run" in capsys.readouterr().out
+    assert json.loads(corrupt.read_text())["method"] == "raw"
+
+
+def test_failing_run_is_reported_and_the_others_finish(
+    data_path: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.npz"
+    code = main(
+        [
+            "--datasets", f"{data_path},{missing}", "--methods", "raw",
+            "--regimes", "unaligned", "--seeds", "1", "--out", str(tmp_path / "o"),
+            "--hyperparameters", "",
+        ]
+    )  # fmt: skip
+    assert code == 1
+    assert (tmp_path / "o" / "runs" / "tiny__raw__unaligned__seed0.json").exists()
+    failures = json.loads((tmp_path / "o" / "failures.json").read_text())
+    assert list(failures) == ["missing__raw__unaligned__seed0"]
+    assert "missing.npz" in failures["missing__raw__unaligned__seed0"]
+
+
+def test_hyperparameter_file_is_validated_and_applied(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[otm]\nweight-mix = 0.5\n[fedavg]\n"local-epochs" = 2\n')
+    tables = load_hyperparameters(good)
+    run = BenchRun("handwritten", "otm", "classification", 1)
+    config = run_config_for(run, 4, tables, {"hidden-dim": 8})
+    assert (config.weight_mix, config.task, config.seed) == (0.5, "classification", 1)
+    assert (config.num_server_rounds, config.hidden_dim) == (4, 8)
+    fedavg = run_config_for(
+        BenchRun("handwritten", "fedavg", "unaligned", 0), None, tables, {}
+    )
+    assert fedavg.local_epochs == 2 and fedavg.weight_mix != 0.5
+
+    bad_method = tmp_path / "m.toml"
+    bad_method.write_text("[otm-plus]\nseed = 1\n")
+    with pytest.raises(ConfigError, match="otm-plus"):
+        load_hyperparameters(bad_method)
+    bad_key = tmp_path / "k.toml"
+    bad_key.write_text("[otm]\nweight-mixx = 1.0\n")
+    with pytest.raises(ConfigError, match="weight-mixx"):
+        load_hyperparameters(bad_key)
+    with pytest.raises(ConfigError, match="nope.toml"):
+        load_hyperparameters(tmp_path / "nope.toml")
+
+
+def test_repository_hyperparameters_are_valid() -> None:
+    from simulations.bench import DEFAULT_HYPERPARAMETERS
+
+    assert set(load_hyperparameters(DEFAULT_HYPERPARAMETERS)) >= {"otm", "fedavg"}
+
+
+def test_bad_arguments_exit_2(tmp_path: Path) -> None:
+    assert main(["--methods", "otm,magic", "--out", str(tmp_path)]) == 2
+    assert main(["--regimes", "sideways", "--out", str(tmp_path)]) == 2
+    assert main(["--set", "no-such-key=1", "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "runs").exists()
+
+
+def test_result_path_is_inside_runs(tmp_path: Path) -> None:
+    run = BenchRun("/data/Scene-15.mat", "otm", "unaligned", 2)
+    assert result_path(tmp_path, run).parent == tmp_path / "runs"
