@@ -20,7 +20,7 @@ from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
 from otm_flower.privacy import clip_and_noise, gaussian_epsilon
 
 from .fedavg import handle_fedavg_evaluate, handle_fedavg_train
-from .node import STATE_KEY, agent_for_node, restore_trainer
+from .node import STATE_KEY, agent_for_node, check_dropout, restore_trainer
 from .otm_messages import (
     evaluate_reply,
     read_mix_targets,
@@ -87,6 +87,12 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
     return evaluate_reply(msg, metrics)
 
 
+def _server_round(msg: Message) -> int:
+    """The round of a train message (OTM and FedAvg both send ``server-round``)."""
+    config = msg.content.config_records.get(P.CONFIG_RECORD, ConfigRecord())
+    return int(cast(int, config.get(P.KEY_ROUND, 0)))
+
+
 def build_client_app(
     config: RunConfig | None = None, mods: list[Mod] | None = None
 ) -> ClientApp:
@@ -108,6 +114,9 @@ def build_client_app(
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         run = resolve(context)
+        if run.dropout_rate > 0:
+            agent, _ = agent_for_node(run, dict(context.node_config))
+            check_dropout(run, agent.agent_id, _server_round(msg))
         if run.method == "fedavg":
             return handle_fedavg_train(msg, context, run)
         return handle_train(msg, context, run)

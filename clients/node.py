@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import numpy as np
 from flwr.app import Context
 
 from otm_flower.agent import build_trainer, load_agents
@@ -59,3 +60,28 @@ def saved_trainer(context: Context) -> bytes | None:
     """The agent's trainer state kept in ``context.state`` across rounds."""
     record = context.state.config_records.get(STATE_KEY)
     return None if record is None else cast(bytes, record["trainer"])
+
+
+class SimulatedDropout(RuntimeError):
+    """Raised by an agent that the ``dropout-rate`` experiment takes offline."""
+
+
+def check_dropout(config: RunConfig, agent_id: int, server_round: int) -> None:
+    """Fail this training round with probability ``dropout-rate`` (simulation only).
+
+    Seeded by ``(seed, agent, round)``, so runs are reproducible; the failure goes
+    through Flower's real error path, and the agent rejoins with its state intact.
+
+    Raises
+    ------
+    SimulatedDropout
+        When the draw says this agent is offline this round.
+    """
+    if config.dropout_rate <= 0:
+        return
+    draw = np.random.default_rng([config.seed, agent_id, server_round, 37]).random()
+    if draw < config.dropout_rate:
+        raise SimulatedDropout(
+            f"agent {agent_id} dropped out of round {server_round} "
+            f"(dropout-rate {config.dropout_rate})"
+        )

@@ -7,6 +7,7 @@ agent the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -26,6 +27,8 @@ def _cached_agents(
     unaligned_rate: float,
     test_fraction: float,
     seed: int,
+    corrupt_agent: int,
+    corrupt_noise: float,
 ) -> tuple[tuple[AgentData, ...], int]:
     data = load_dataset(dataset)
     agents = make_agents(
@@ -35,7 +38,31 @@ def _cached_agents(
         test_fraction=test_fraction,
         seed=seed,
     )
+    if corrupt_agent >= len(agents):
+        raise ValueError(
+            f"corrupt-agent {corrupt_agent} out of range: {len(agents)} agents"
+        )
+    if corrupt_agent >= 0 and corrupt_noise > 0:
+        agents[corrupt_agent] = corrupt(agents[corrupt_agent], corrupt_noise, seed)
     return tuple(agents), data.n_classes
+
+
+def corrupt(agent: AgentData, noise: float, seed: int) -> AgentData:
+    """The agent with Gaussian noise of std ``noise`` added to all its features.
+
+    A robustness experiment: one modality made nearly useless, train and test
+    alike (features are standardised, so ``noise`` is in units of their std).
+    """
+    rng = np.random.default_rng([seed, agent.agent_id, 31])
+    return dataclasses.replace(
+        agent,
+        x_train=(agent.x_train + noise * rng.normal(size=agent.x_train.shape)).astype(
+            np.float32
+        ),
+        x_test=(agent.x_test + noise * rng.normal(size=agent.x_test.shape)).astype(
+            np.float32
+        ),
+    )
 
 
 def load_agents(
@@ -60,6 +87,8 @@ def load_agents(
         config.unaligned_rate,
         config.test_fraction,
         config.seed,
+        config.corrupt_agent,
+        config.corrupt_noise,
     )
 
 

@@ -72,6 +72,10 @@ class RunConfig:
     dp_delta: float = 1e-5
     num_agents: int = 0
     round_timeout: float = 600.0
+    fraction_train: float = 1.0
+    dropout_rate: float = 0.0
+    corrupt_agent: int = -1
+    corrupt_noise: float = 0.0
     diagnostics_dir: str = "auto"
     output_dir: str = "outputs"
     out: str = ""
@@ -105,6 +109,10 @@ class RunConfig:
             (0 < self.dp_delta < 1, "dp-delta must be in (0, 1)"),
             (self.num_agents >= 0, "num-agents must be >= 0 (0: one per view)"),
             (self.round_timeout > 0, "round-timeout must be > 0"),
+            (0.0 < self.fraction_train <= 1.0, "fraction-train must be in (0, 1]"),
+            (0.0 <= self.dropout_rate < 1.0, "dropout-rate must be in [0, 1)"),
+            (self.corrupt_agent >= -1, "corrupt-agent must be >= -1 (-1: none)"),
+            (self.corrupt_noise >= 0, "corrupt-noise must be >= 0"),
         ]
         weights = (
             "weight_rec",

@@ -9,6 +9,13 @@ reports times, ratios and the FGW barycenter objectives, all computed by one
 function (:func:`otm_flower.fast_fgw.fgw_objective`) from each method's own
 returned support, structure and plans.
 
+With ``--memory`` it measures memory instead of time: one server mixing step
+(:func:`otm_flower.mixer.mix_and_pull_back`, FGW, the strategy's settings) per
+solver, each in a fresh subprocess, reporting the process's peak RSS increase
+over its resident size just before the mixing, numpy's traced peak
+(``tracemalloc``), and both relative to the size of the K float64 plans
+(``K * n * n * 8`` bytes).
+
 Run ``python -m simulations.bench_mixer --help``.
 """
 
@@ -16,9 +23,15 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
+import os
 import platform
+import resource
+import subprocess
+import sys
 import time
+import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +41,7 @@ import ot
 import torch
 
 from otm_flower.fast_fgw import QUALITY_OPTIONS, fgw_objective
-from otm_flower.mixer import Solver, Structure, fgw_barycenter
+from otm_flower.mixer import Solver, Structure, fgw_barycenter, mix_and_pull_back
 
 
 def _ints(text: str) -> list[int]:
@@ -195,6 +208,165 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _rss_bytes() -> int:
+    """This process's resident set size now (Linux ``/proc``; else its peak)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return _peak_rss_bytes()
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (``ru_maxrss``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def memory_case(
+    clouds: list[np.ndarray],
+    *,
+    solver: Solver,
+    alpha: float,
+    n_iter: int,
+    seed: int,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Peak memory of one server mixing step on ``clouds``, in this process.
+
+    Meant for a fresh process (:func:`measure_memory`): ``ru_maxrss`` is the
+    process's peak since it started, so the increase is measured from the
+    resident size just before the mixing; ``peak_rss_before`` tells whether an
+    earlier peak (imports, making the clouds) could hide the mixing's.
+    """
+    k, n = len(clouds), clouds[0].shape[0]
+    gc.collect()
+    rss_before = _rss_bytes()
+    peak_before = _peak_rss_bytes()
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    result, mixed, bary = mix_and_pull_back(
+        clouds,
+        rng=np.random.default_rng(seed),
+        alpha=alpha,
+        variant="fgw",
+        n_iter=n_iter,
+        solver=solver,
+        seed=seed,
+        device=device if solver == "fast" else "cpu",
+    )
+    seconds = time.perf_counter() - t0
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    peak_after = _peak_rss_bytes()
+    plans_bytes = k * n * n * 8
+    increase = peak_after - rss_before
+    return {
+        "solver": solver,
+        "n": n,
+        "K": k,
+        "n_iter": n_iter,
+        "seconds": seconds,
+        "plans_bytes": plans_bytes,
+        "returned_plans_bytes": int(sum(t.nbytes for t in result.plans)),
+        "rss_before": rss_before,
+        "peak_rss_before": peak_before,
+        "peak_rss": peak_after,
+        "peak_rss_increase": increase,
+        "rss_ratio": increase / plans_bytes,
+        "traced_peak": traced_peak,
+        "traced_ratio": traced_peak / plans_bytes,
+        "earlier_peak_hides": peak_after == peak_before,
+    }
+
+
+def measure_memory(
+    solver: str,
+    *,
+    n: int,
+    k: int,
+    dim: int,
+    data: str,
+    alpha: float,
+    n_iter: int,
+    seed: int,
+    threads: int,
+    device: str,
+) -> dict[str, Any]:
+    """Run :func:`memory_case` in a fresh Python process; return its row."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "simulations.bench_mixer",
+        "--memory-child",
+        solver,
+        "--sizes",
+        str(n),
+        "--agents",
+        str(k),
+        "--dim",
+        str(dim),
+        "--data",
+        data,
+        "--alpha",
+        str(alpha),
+        "--memory-n-iter",
+        str(n_iter),
+        "--seed",
+        str(seed),
+        "--threads",
+        str(threads),
+        "--device",
+        device,
+    ]
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MEMORY ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"memory run for solver={solver} failed ({proc.returncode}):\n"
+            f"{proc.stderr[-2000:]}"
+        )
+    row: dict[str, Any] = json.loads(lines[-1][len("MEMORY ") :])
+    return row
+
+
+MEMORY_COLUMNS = [
+    ("solver", "solver"),
+    ("n", "n"),
+    ("K", "K"),
+    ("n_iter", "iterations"),
+    ("seconds", "s"),
+    ("plans_bytes", "K plans MiB"),
+    ("peak_rss_increase", "peak RSS increase MiB"),
+    ("rss_ratio", "RSS / plans"),
+    ("traced_peak", "numpy traced peak MiB"),
+    ("traced_ratio", "traced / plans"),
+]
+
+
+def memory_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of memory rows."""
+    lines = [
+        "| " + " | ".join(c[1] for c in MEMORY_COLUMNS) + " |",
+        "|" + "|".join("---" for _ in MEMORY_COLUMNS) + "|",
+    ]
+    for r in rows:
+        cells = []
+        for key, _ in MEMORY_COLUMNS:
+            v = r[key]
+            if key.endswith("bytes") or key in ("peak_rss_increase", "traced_peak"):
+                cells.append(f"{v / 2**20:.0f}")
+            elif key.endswith("ratio"):
+                cells.append(f"{v:.2f}x")
+            elif key == "seconds":
+                cells.append(f"{v:.1f}")
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     ap = argparse.ArgumentParser(prog="bench-mixer", description=__doc__.split("\n")[0])
@@ -214,10 +386,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quality", action="store_true", help="fast solver with QUALITY_OPTIONS"
     )
     ap.add_argument("--out", type=Path, default=None, help=".md or .json file")
+    ap.add_argument(
+        "--memory",
+        action="store_true",
+        help="measure peak memory of one mixing step per solver instead of time "
+        "(each in a fresh process; default n=2048, K=12)",
+    )
+    ap.add_argument("--memory-n", type=int, default=2048)
+    ap.add_argument("--memory-k", type=int, default=12)
+    ap.add_argument("--memory-solvers", default="exact,fast")
+    ap.add_argument(
+        "--memory-n-iter",
+        type=int,
+        default=2,
+        help="barycenter iterations of the memory run (>= 1: the previous and "
+        "new plans then coexist; more iterations repeat the same peak)",
+    )
+    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     make = gaussian_clouds if args.data == "gaussian" else handwritten_clouds
+    if args.memory_child is not None:
+        clouds = make(args.sizes[0], args.agents[0], args.dim, args.seed)
+        row = memory_case(
+            clouds,
+            solver=args.memory_child,
+            alpha=args.alpha,
+            n_iter=args.memory_n_iter,
+            seed=args.seed,
+            device=args.device,
+        )
+        print("MEMORY " + json.dumps(row), flush=True)
+        return 0
+    if args.memory:
+        return _memory_main(args)
     rows = []
     for n in args.sizes:
         for k in args.agents:
@@ -253,6 +456,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         if args.out.suffix == ".json":
             args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        else:
+            args.out.write_text(f"{json.dumps(meta)}\n\n{table}\n")
+    return 0
+
+
+def _memory_main(args: argparse.Namespace) -> int:
+    rows = []
+    for solver in [v.strip() for v in args.memory_solvers.split(",") if v.strip()]:
+        row = measure_memory(
+            solver,
+            n=args.memory_n,
+            k=args.memory_k,
+            dim=args.dim,
+            data=args.data,
+            alpha=args.alpha,
+            n_iter=args.memory_n_iter,
+            seed=args.seed,
+            threads=args.threads,
+            device=args.device,
+        )
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    table = memory_markdown(rows)
+    print(table)
+    meta = {
+        "data": args.data,
+        "dim": args.dim,
+        "alpha": args.alpha,
+        "n_iter": args.memory_n_iter,
+        "threads": args.threads,
+        "device": args.device,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pot": ot.__version__,
+        "numpy": np.__version__,
+    }
+    if args.out is not None:
+        if args.out.suffix == ".json":
+            args.out.write_text(json.dumps({"meta": meta, "memory": rows}, indent=2))
         else:
             args.out.write_text(f"{json.dumps(meta)}\n\n{table}\n")
     return 0

@@ -50,6 +50,7 @@ def run_fedavg(grid: Grid, config: RunConfig) -> dict[str, Any]:
     recorder = EvaluateRecorder()
     min_nodes = min(config.min_agents, num_agents)
     strategy = FedAvg(
+        fraction_train=config.fraction_train,
         min_train_nodes=min_nodes,
         min_evaluate_nodes=min_nodes,
         min_available_nodes=min_nodes,

@@ -112,6 +112,7 @@ def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
     """
     min_agents = min(config.min_agents, num_agents)
     return OTMStrategy(
+        fraction_train=config.fraction_train,
         min_available_nodes=min_agents,
         min_agents=min_agents,
         outlier_factor=config.outlier_factor,

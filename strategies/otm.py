@@ -155,7 +155,7 @@ class OTMStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Send each sampled agent the round config and its own mixed codes."""
-        node_ids = self._sample(grid, self.fraction_train)
+        node_ids = self._sample(grid, self.fraction_train, server_round)
         log(
             INFO,
             "configure_train: %d agents, %d with mixed codes",
@@ -314,7 +314,7 @@ class OTMStrategy(Strategy):
         record = RecordDict({P.CONFIG_RECORD: self._round_config(config, server_round)})
         return [
             Message(content=record, message_type=MessageType.EVALUATE, dst_node_id=n)
-            for n in self._sample(grid, self.fraction_evaluate)
+            for n in self._sample(grid, self.fraction_evaluate, server_round)
         ]
 
     def aggregate_evaluate(
@@ -352,11 +352,18 @@ class OTMStrategy(Strategy):
         return mean
 
     # ----------------------------------------------------------------- helpers
-    def _sample(self, grid: Grid, fraction: float) -> list[int]:
-        available = len(list(grid.get_node_ids()))
-        size = max(int(available * fraction), self.min_available_nodes)
-        node_ids, _ = sample_nodes(grid, self.min_available_nodes, size)
-        return sorted(node_ids)
+    def _sample(self, grid: Grid, fraction: float, server_round: int) -> list[int]:
+        """Wait for ``min_available_nodes``, then draw ``fraction`` of the nodes
+        (at least ``min_available_nodes``), seeded by ``(seed, round)``."""
+        _, available = sample_nodes(grid, self.min_available_nodes, 0)
+        nodes = sorted(available)
+        size = min(
+            len(nodes), max(round(len(nodes) * fraction), self.min_available_nodes)
+        )
+        if size >= len(nodes):
+            return nodes
+        rng = np.random.default_rng([self.seed, server_round, 29])
+        return sorted(int(n) for n in rng.choice(nodes, size, replace=False))
 
     def _round_config(self, config: ConfigRecord, server_round: int) -> ConfigRecord:
         out = ConfigRecord(dict(config))
