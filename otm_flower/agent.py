@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 
 from .config import RunConfig
 from .data import AgentData, load_dataset, make_agents
@@ -29,6 +30,7 @@ def _cached_agents(
     seed: int,
     corrupt_agent: int,
     corrupt_noise: float,
+    validation_fraction: float,
 ) -> tuple[tuple[AgentData, ...], int]:
     data = load_dataset(dataset)
     agents = make_agents(
@@ -44,7 +46,39 @@ def _cached_agents(
         )
     if corrupt_agent >= 0 and corrupt_noise > 0:
         agents[corrupt_agent] = corrupt(agents[corrupt_agent], corrupt_noise, seed)
+    if validation_fraction > 0:
+        agents = [validation_view(a, validation_fraction, seed) for a in agents]
     return tuple(agents), data.n_classes
+
+
+def validation_view(agent: AgentData, fraction: float, seed: int) -> AgentData:
+    """The agent for model selection: its training rows split into fit/validation.
+
+    The validation rows take the place of the test rows, which are dropped, so a
+    run with ``validation-fraction`` never sees test data. The split is stratified
+    by the agent's own labels where every class has two rows or more, and the
+    same for every agent (aligned agents keep aligned splits). Feature
+    preprocessing stays as fitted on all training rows (no labels involved).
+    """
+    labels = agent.y_train
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    fit, val = train_test_split(
+        np.arange(agent.n_train),
+        test_size=fraction,
+        stratify=stratify,
+        random_state=int(np.random.default_rng([seed, 41]).integers(2**31 - 1)),
+    )
+    fit, val = np.sort(fit), np.sort(val)
+    return dataclasses.replace(
+        agent,
+        x_train=agent.x_train[fit],
+        y_train=agent.y_train[fit],
+        train_ids=agent.train_ids[fit],
+        x_test=agent.x_train[val],
+        y_test=agent.y_train[val],
+        test_ids=agent.train_ids[val],
+    )
 
 
 def corrupt(agent: AgentData, noise: float, seed: int) -> AgentData:
@@ -89,6 +123,7 @@ def load_agents(
         config.seed,
         config.corrupt_agent,
         config.corrupt_noise,
+        config.validation_fraction,
     )
 
 

@@ -34,6 +34,7 @@ from .agent import (
     evaluate_agent,
     evaluate_codes,
     load_agents,
+    validation_view,
 )
 from .config import RunConfig
 from .data import AgentData, load_dataset, make_agents
@@ -134,6 +135,10 @@ def run_oracle(config: RunConfig, progress: Progress | None = None) -> dict[str,
         test_fraction=config.test_fraction,
         seed=config.seed,
     )
+    if config.validation_fraction > 0:  # same split for every view: still aligned
+        views = [
+            validation_view(v, config.validation_fraction, config.seed) for v in views
+        ]
     agent = oracle_agent(views)
     metrics = _train_rounds(config, [agent], dataset.n_classes, progress)
     return _result(config, "oracle", metrics, time.perf_counter() - start)

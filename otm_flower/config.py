@@ -65,6 +65,7 @@ class RunConfig:
     unaligned_rate: float = 1.0
     agents_per_modality: int = 1
     test_fraction: float = 0.2
+    validation_fraction: float = 0.0
     min_agents: int = 2
     outlier_factor: float = 10.0
     dp_clip: float = 0.0
@@ -102,6 +103,10 @@ class RunConfig:
             (0.0 <= self.unaligned_rate <= 1.0, "unaligned-rate must be in [0, 1]"),
             (self.agents_per_modality >= 1, "agents-per-modality must be >= 1"),
             (0.0 < self.test_fraction < 1.0, "test-fraction must be in (0, 1)"),
+            (
+                0.0 <= self.validation_fraction < 1.0,
+                "validation-fraction must be in [0, 1)",
+            ),
             (self.min_agents >= 1, "min-agents must be >= 1"),
             (self.outlier_factor >= 0, "outlier-factor must be >= 0 (0: off)"),
             (self.dp_clip >= 0, "dp-clip must be >= 0 (0: no local DP)"),

@@ -47,12 +47,17 @@ class ClientClock:
 
     Everything the agents do (restore, train, encode, evaluate) runs inside it; what
     remains of a run's wall time is the server's (strategy, mixing) and the
-    in-process transport's (message serialisation).
+    in-process transport's (message serialisation). It also keeps, per server
+    round (read from the message's ``config`` record, as both OTM and FedAvg send
+    it), the agents' seconds and the first call's start and last call's end, from
+    which :meth:`round_walls` gives each round's wall time.
     """
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.by_type: dict[str, float] = {}
+        self.by_round: dict[int, float] = {}
+        self.spans: dict[int, list[float]] = {}
         self.calls = 0
 
     def __call__(
@@ -62,15 +67,48 @@ class ClientClock:
         call_next: Callable[[Message, Context], Message],
     ) -> Message:
         """Time ``call_next`` (the ClientApp or the next mod)."""
+        rnd = _server_round(message)
         start = time.perf_counter()
         try:
             return call_next(message, context)
         finally:
-            elapsed = time.perf_counter() - start
+            end = time.perf_counter()
+            elapsed = end - start
             self.seconds += elapsed
             kind = message.metadata.message_type
             self.by_type[kind] = self.by_type.get(kind, 0.0) + elapsed
+            self.by_round[rnd] = self.by_round.get(rnd, 0.0) + elapsed
+            span = self.spans.setdefault(rnd, [start, end])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
             self.calls += 1
+
+    def round_walls(self) -> list[float]:
+        """Wall seconds of each round, in round order.
+
+        Round r runs from its first ClientApp call to round r+1's first call (so
+        it holds its train calls, the server's aggregation and mixing, its
+        evaluate calls and the next round's configuration); the last round ends
+        with its last call.
+        """
+        rounds = sorted(self.spans)
+        walls = []
+        for i, rnd in enumerate(rounds):
+            end = (
+                self.spans[rounds[i + 1]][0]
+                if i + 1 < len(rounds)
+                else self.spans[rnd][1]
+            )
+            walls.append(end - self.spans[rnd][0])
+        return walls
+
+
+def _server_round(message: Message) -> int:
+    """The ``server-round`` of a message's ``config`` record (0 if absent)."""
+    try:
+        value = message.content.config_records["config"]["server-round"]
+        return int(value)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 def base_settings(
@@ -107,6 +145,9 @@ def measure_run(settings: dict[str, Any]) -> dict[str, Any]:
     mix = [float(s) for s in result.get("mix_seconds") or []]
     agents = len(list(grid.get_node_ids()))
     n_train = [int(a["n_train"]) for a in result["agents"]]
+    walls = clock.round_walls()
+    agents_by_round = [clock.by_round[r] for r in sorted(clock.by_round)]
+    steady = walls[1:] or walls
     row: dict[str, Any] = {
         "method": config.method,
         "agents": agents,
@@ -123,6 +164,9 @@ def measure_run(settings: dict[str, Any]) -> dict[str, Any]:
         "client_evaluate_round_s": clock.by_type.get("evaluate", 0.0) / rounds,
         "server_round_s": max(wall - clock.seconds, 0.0) / rounds,
         "mix_round_s": float(np.mean(mix)) if mix else None,
+        "round_walls": walls,
+        "client_by_round": agents_by_round,
+        "steady_round_s": float(np.mean(steady)) if steady else None,
         "mix_seconds": mix,
         "bytes_up": int(result["bytes_up"]),
         "bytes_down": int(result["bytes_down"]),
@@ -141,31 +185,70 @@ def rounds_table(
     seed: int,
     extra: dict[str, Any] | None = None,
     methods: Sequence[str] = METHODS,
+    repeats: int = 1,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """OTM and FedAvg with the same settings; rows and the OTM / FedAvg ratios."""
-    rows = []
-    for method in methods:
-        settings = base_settings(dataset, rounds, seed, {**(extra or {})})
-        settings["method"] = method
-        row = measure_run(settings)
-        progress(json.dumps({k: v for k, v in row.items() if k != "mix_seconds"}))
-        rows.append(row)
-    return {"rows": rows, **round_ratios(rows)}
+    """OTM and FedAvg with the same settings; rows and the OTM / FedAvg ratios.
+
+    With ``repeats`` > 1 the method order alternates (OTM, FedAvg, FedAvg, OTM,
+    ...) so that warm-up and drifting machine load fall on both; each method's row
+    is the mean of its runs (every run is kept under ``runs``).
+    """
+    runs = []
+    for rep in range(max(repeats, 1)):
+        order = list(methods) if rep % 2 == 0 else list(reversed(methods))
+        for method in order:
+            settings = base_settings(dataset, rounds, seed, {**(extra or {})})
+            settings["method"] = method
+            row = measure_run(settings)
+            row["repeat"] = rep
+            progress(json.dumps({k: v for k, v in row.items() if k != "mix_seconds"}))
+            runs.append(row)
+    rows = [average_runs([r for r in runs if r["method"] == m]) for m in methods]
+    return {
+        "rows": rows,
+        "runs": runs,
+        "repeats": max(repeats, 1),
+        **round_ratios(rows),
+    }
+
+
+def average_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated runs of a method: floats and float lists averaged."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        values = [r.get(key) for r in runs]
+        if any(v is None for v in values) or isinstance(value, bool):
+            continue
+        if isinstance(value, float):
+            out[key] = float(np.mean(np.asarray(values, dtype=float)))
+        elif isinstance(value, list) and all(
+            isinstance(v, list) and len(v) == len(value) for v in values
+        ):
+            out[key] = [float(x) for x in np.mean(np.asarray(values, float), axis=0)]
+    out["runs"] = len(runs)
+    out.pop("repeat", None)
+    return out
 
 
 def round_ratios(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
-    """OTM / FedAvg ratios of round time, server time and bytes (None if absent)."""
+    """OTM / FedAvg ratios of round time, server time and bytes (None if absent).
+
+    ``ratio_round``: mean round time over all rounds; ``ratio_steady``: over
+    rounds 2 on, where OTM's agents train with the server's mixed codes.
+    """
+    keys = ("ratio_round", "ratio_steady", "ratio_client", "ratio_server")
     by = {r["method"]: r for r in rows}
     if "otm" not in by or "fedavg" not in by:
-        return {"ratio_round": None, "ratio_server": None, "ratio_bytes": None}
+        return dict.fromkeys((*keys, "ratio_bytes"))
     otm, fed = by["otm"], by["fedavg"]
 
-    def ratio(a: float, b: float) -> float | None:
-        return a / b if b > 0 else None
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b is not None and b > 0 else None
 
     return {
         "ratio_round": ratio(otm["round_s"], fed["round_s"]),
+        "ratio_steady": ratio(otm["steady_round_s"], fed["steady_round_s"]),
         "ratio_client": ratio(otm["client_round_s"], fed["client_round_s"]),
         "ratio_server": ratio(otm["server_round_s"], fed["server_round_s"]),
         "ratio_bytes": ratio(
@@ -351,30 +434,36 @@ def _s(v: float | None) -> str:
 def rounds_markdown(table: dict[str, Any]) -> str:
     """Markdown table of a :func:`rounds_table` result."""
     lines = [
-        "| method | agents | rounds | round s | agents s/round | server s/round "
-        "| mixing s/round | up KiB/round | down KiB/round |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | agents | rounds | round s | round s (rounds 2+) "
+        "| agents s/round | server s/round | mixing s/round "
+        "| up KiB/round | down KiB/round |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table["rows"]:
         lines.append(
             f"| {r['method']} | {r['agents']} | {r['rounds']} | {_s(r['round_s'])} "
+            f"| {_s(r['steady_round_s'])} "
             f"| {_s(r['client_round_s'])} | {_s(r['server_round_s'])} "
             f"| {_s(r['mix_round_s'])} | {_kb(r['bytes_up_round'])} "
             f"| {_kb(r['bytes_down_round'])} |"
         )
-    ratio = table.get("ratio_round")
-    if ratio is not None:
-        lines.append("")
+    lines.append("")
+    for r in table["rows"]:
+        walls = ", ".join(f"{w:.2f}" for w in r["round_walls"])
+        agents = ", ".join(f"{w:.2f}" for w in r["client_by_round"])
         lines.append(
-            f"OTM / FedAvg: round time {ratio:.2f}x, agents' time "
-            f"{table['ratio_client']:.2f}x, server time "
-            + (
-                f"{table['ratio_server']:.1f}x"
-                if table["ratio_server"] is not None
-                else "-"
-            )
-            + f", bytes {table['ratio_bytes']:.2f}x"
+            f"- {r['method']}: round walls [{walls}] s; agents' part [{agents}] s"
         )
+
+    def fmt(key: str, unit: str = "x", digits: int = 2) -> str:
+        value = table.get(key)
+        return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+    lines.append(
+        f"- OTM / FedAvg: round time {fmt('ratio_round')} (rounds 2+: "
+        f"{fmt('ratio_steady')}), agents' time {fmt('ratio_client')}, server "
+        f"time {fmt('ratio_server', digits=1)}, bytes {fmt('ratio_bytes', digits=3)}"
+    )
     return "\n".join(lines)
 
 
@@ -467,6 +556,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("what", choices=("rounds", "scale", "all"))
     ap.add_argument("--dataset", default="handwritten")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of `rounds`")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds: runs per method, order alternating (OTM, FedAvg, FedAvg, OTM)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--set",
@@ -498,7 +593,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.what in ("rounds", "all"):
             table = rounds_table(
-                args.dataset, rounds=args.rounds, seed=args.seed, extra=extra
+                args.dataset,
+                rounds=args.rounds,
+                seed=args.seed,
+                extra=extra,
+                repeats=args.repeats,
             )
             report["rounds"] = table
             print(rounds_markdown(table), flush=True)

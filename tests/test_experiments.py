@@ -101,3 +101,20 @@ def test_fraction_train_samples_seeded_subsets(data_path: Path) -> None:
     again = OTMStrategy(fraction_train=0.5, min_available_nodes=2, seed=4)
     assert again._sample(grid, 0.5, 2) == rounds[1]
     assert strategy._sample(grid, 1.0, 1) == sorted(grid.get_node_ids())
+
+
+def test_validation_fraction_replaces_test_rows_with_held_out_train_rows(
+    data_path: Path,
+) -> None:
+    plain, _ = load_agents(_config(data_path))
+    held, _ = load_agents(_config(data_path, **{"validation-fraction": 0.25}))
+    for a, b in zip(plain, held, strict=True):
+        assert b.n_train + b.n_test == a.n_train  # test rows are not used at all
+        assert not set(b.test_ids) & set(a.test_ids)
+        assert set(b.train_ids) | set(b.test_ids) == set(a.train_ids)
+        assert not set(b.train_ids) & set(b.test_ids)
+    from otm_flower.baselines import run_oracle
+
+    config = _config(data_path, **{"validation-fraction": 0.25, "unaligned-rate": 1.0})
+    result = run_oracle(config)  # aligned views stay aligned after the split
+    assert result["agents"][0]["n_test"] == held[0].n_test
