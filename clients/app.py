@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import cast
 
 import numpy as np
-from flwr.app import (
-    ConfigRecord,
-    Context,
-    Message,
-)
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
@@ -20,8 +16,16 @@ from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
 from otm_flower.privacy import clip_and_noise, gaussian_epsilon
 
 from .fedavg import handle_fedavg_evaluate, handle_fedavg_train
-from .node import STATE_KEY, agent_for_node, check_dropout, restore_trainer
+from .node import (
+    STATE_KEY,
+    agent_for_node,
+    check_dropout,
+    checkpoint_agent,
+    restore_agent_checkpoint,
+    restore_trainer,
+)
 from .otm_messages import (
+    ROWS_STATE,
     evaluate_reply,
     read_mix_targets,
     round_config,
@@ -32,8 +36,9 @@ from .otm_messages import (
 
 def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     """Train locally (with mix targets when sent) and upload a fresh batch of codes."""
-    targets = read_mix_targets(msg, context)
     agent, n_classes = agent_for_node(config, dict(context.node_config))
+    restore_agent_checkpoint(config, agent.agent_id, context, ROWS_STATE)
+    targets = read_mix_targets(msg, context)
     trainer = restore_trainer(config, agent, n_classes, context)
     losses = trainer.train(config.local_epochs, targets)
     rows = trainer.sample_rows(upload_size(msg, agent.n_train))
@@ -53,9 +58,19 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
         losses["dp-epsilon"] = gaussian_epsilon(
             config.dp_noise, int(releases.max()), config.dp_delta
         )
+    state = trainer.state_bytes()
     context.state.config_records[STATE_KEY] = ConfigRecord(
-        {"trainer": trainer.state_bytes(), "releases": releases.tolist()}
+        {"trainer": state, "releases": releases.tolist()}
     )
+    if config.checkpoint_dir:
+        checkpoint_agent(
+            config,
+            agent.agent_id,
+            _server_round(msg),
+            state,
+            releases.tolist(),
+            [int(r) for r in rows],
+        )
     return train_reply(
         msg,
         context,
@@ -120,6 +135,15 @@ def build_client_app(
         if run.method == "fedavg":
             return handle_fedavg_train(msg, context, run)
         return handle_train(msg, context, run)
+
+    @app.query("identify")
+    def identify(msg: Message, context: Context) -> Message:
+        """Tell the server which agent this node holds (to resume a run)."""
+        agent, _ = agent_for_node(resolve(context), dict(context.node_config))
+        return Message(
+            RecordDict({P.METRICS_RECORD: MetricRecord({P.KEY_AGENT: agent.agent_id})}),
+            reply_to=msg,
+        )
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:

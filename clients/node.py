@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 import numpy as np
-from flwr.app import Context
+from flwr.app import ConfigRecord, Context
 
 from otm_flower.agent import build_trainer, load_agents
+from otm_flower.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from otm_flower.config import RunConfig
 from otm_flower.data import AgentData
 from otm_flower.training import LocalTrainer
@@ -85,3 +86,48 @@ def check_dropout(config: RunConfig, agent_id: int, server_round: int) -> None:
             f"agent {agent_id} dropped out of round {server_round} "
             f"(dropout-rate {config.dropout_rate})"
         )
+
+
+def checkpoint_agent(
+    config: RunConfig,
+    agent_id: int,
+    server_round: int,
+    trainer_state: bytes,
+    releases: list[int],
+    rows: list[int],
+) -> None:
+    """Write the agent's state after a round to ``checkpoint-dir`` (node-local)."""
+    write_checkpoint(
+        config.checkpoint_dir,
+        f"agent-{agent_id}",
+        {"round": server_round, "releases": releases, "rows": rows},
+        blob=trainer_state,
+    )
+
+
+def restore_agent_checkpoint(
+    config: RunConfig, agent_id: int, context: Context, rows_key: str
+) -> bool:
+    """On the first message of a resumed run, load the agent's checkpointed state
+    into ``context.state`` (trainer, DP release counts, last uploaded rows).
+
+    Returns ``False`` when there is nothing to restore (not resuming, or the state
+    is already there).
+
+    Raises
+    ------
+    CheckpointError
+        When resuming and the agent's checkpoint is missing or unreadable.
+    """
+    if not config.resume or STATE_KEY in context.state.config_records:
+        return False
+    meta, _, blob = read_checkpoint(config.checkpoint_dir, f"agent-{agent_id}")
+    if blob is None:
+        raise CheckpointError(f"agent {agent_id}'s checkpoint has no trainer state")
+    context.state.config_records[STATE_KEY] = ConfigRecord(
+        {"trainer": blob, "releases": [int(r) for r in meta["releases"]]}
+    )
+    context.state.config_records[rows_key] = ConfigRecord(
+        {"rows": [int(r) for r in meta["rows"]]}
+    )
+    return True

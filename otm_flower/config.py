@@ -77,6 +77,8 @@ class RunConfig:
     dropout_rate: float = 0.0
     corrupt_agent: int = -1
     corrupt_noise: float = 0.0
+    checkpoint_dir: str = ""
+    resume: bool = False
     diagnostics_dir: str = "auto"
     output_dir: str = "outputs"
     out: str = ""
@@ -118,6 +120,10 @@ class RunConfig:
             (0.0 <= self.dropout_rate < 1.0, "dropout-rate must be in [0, 1)"),
             (self.corrupt_agent >= -1, "corrupt-agent must be >= -1 (-1: none)"),
             (self.corrupt_noise >= 0, "corrupt-noise must be >= 0"),
+            (
+                not self.resume or bool(self.checkpoint_dir),
+                "resume needs checkpoint-dir (the folder of the run to resume)",
+            ),
         ]
         weights = (
             "weight_rec",
@@ -191,7 +197,12 @@ def parse_run_config(
 def _coerce(key: str, value: Any, kind: type) -> Any:
     try:
         if kind is bool:
-            return value if isinstance(value, bool) else str(value).lower() == "true"
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("true", "false", "1", "0"):
+                raise ValueError("not a boolean (true or false)")
+            return text in ("true", "1")
         if kind is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError("not an integer")

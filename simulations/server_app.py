@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import shutil
 import time
-from logging import INFO
+from logging import INFO, WARNING
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
+from otm_flower import protocol as P
 from otm_flower.config import BASELINE_METHODS, RunConfig, parse_run_config
 from otm_flower.data import load_dataset
 from otm_flower.diagnostics import diagnostics_dir, load_upload_labels
@@ -105,6 +106,31 @@ def wait_for_agents(grid: Grid, num_agents: int, timeout: float) -> None:
         time.sleep(1.0)
 
 
+def identify_agents(grid: Grid, timeout: float) -> dict[int, int]:
+    """Ask every node which agent it holds (``query.identify``): node id -> agent.
+
+    Used when resuming, so that checkpointed mix targets reach the right agents
+    before any of them has replied in the new run.
+    """
+    config = ConfigRecord({P.KEY_VERSION: P.PROTOCOL_VERSION})
+    messages = [
+        Message(
+            RecordDict({P.CONFIG_RECORD: config}),
+            dst_node_id=node_id,
+            message_type="query.identify",
+        )
+        for node_id in grid.get_node_ids()
+    ]
+    agents = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        if reply.has_error() or P.METRICS_RECORD not in reply.content.metric_records:
+            log(WARNING, "node %d did not identify itself", reply.metadata.src_node_id)
+            continue
+        agent = reply.content.metric_records[P.METRICS_RECORD][P.KEY_AGENT]
+        agents[reply.metadata.src_node_id] = int(cast(int, agent))
+    return agents
+
+
 def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
     """The OTMStrategy a run config describes.
 
@@ -143,15 +169,23 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
     folder = diagnostics_dir(config.diagnostics_dir, grid.run.run_id)
     tracker = AgreementTracker(folder, strategy) if folder is not None else None
     strategy.on_mix = tracker
+    done = 0
+    if config.checkpoint_dir:
+        strategy.checkpoint_dir = config.checkpoint_dir
+    if config.resume:
+        done = strategy.resume_from(config.checkpoint_dir)
+        strategy.bind_agents(identify_agents(grid, config.round_timeout))
+        log(INFO, "resuming after round %d from %s", done, config.checkpoint_dir)
     start = time.perf_counter()
-    strategy.start(
-        grid=grid,
-        initial_arrays=ArrayRecord(),
-        num_rounds=config.num_server_rounds,
-        timeout=config.round_timeout,
-        train_config=ConfigRecord(),
-        evaluate_config=ConfigRecord(),
-    )
+    if config.num_server_rounds > done:
+        strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(),
+            num_rounds=config.num_server_rounds - done,
+            timeout=config.round_timeout,
+            train_config=ConfigRecord(),
+            evaluate_config=ConfigRecord(),
+        )
     result = build_result(
         config.to_dict(),
         strategy.agent_metrics,

@@ -23,6 +23,7 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 from flwr.supercore import log
 
 from otm_flower import protocol as P
+from otm_flower.checkpoint import read_checkpoint, write_checkpoint
 from otm_flower.mixer import BarycenterResult, mix_and_pull_back
 from otm_flower.screening import screen_clouds
 
@@ -77,6 +78,10 @@ class OTMStrategy(Strategy):
     on_mix : callable, optional
         Called as ``on_mix(server_round, node_ids, result)`` after each mixing, e.g.
         to record diagnostics in a simulation.
+    checkpoint_dir : str, optional
+        When set, the strategy's state (metrics so far and every agent's pending
+        mix targets) is written there after each round's evaluation; see
+        :meth:`resume_from`.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class OTMStrategy(Strategy):
         own_only: bool = False,
         seed: int = 0,
         on_mix: MixCallback | None = None,
+        checkpoint_dir: str | None = None,
     ) -> None:
         if not 0.0 < fraction_train <= 1.0 or not 0.0 <= fraction_evaluate <= 1.0:
             raise ValueError(
@@ -117,6 +123,11 @@ class OTMStrategy(Strategy):
         self.own_only = own_only
         self.seed = seed
         self.on_mix = on_mix
+        self.checkpoint_dir = checkpoint_dir
+        # Rounds completed before a resumed run started (Flower counts from 1).
+        self.round_offset = 0
+        # Targets of a resumed run, by agent id, until nodes are identified.
+        self._resumed_targets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         # Per-node targets from the latest mixing, delivered in the next round.
         self._targets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.bytes_up = 0
@@ -155,6 +166,7 @@ class OTMStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Send each sampled agent the round config and its own mixed codes."""
+        server_round += self.round_offset
         node_ids = self._sample(grid, self.fraction_train, server_round)
         log(
             INFO,
@@ -189,6 +201,7 @@ class OTMStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Validate uploaded codes, mix them, and keep each agent's targets."""
+        server_round += self.round_offset
         uploads: list[tuple[int, np.ndarray, MetricRecord]] = []
         for msg in replies:
             node_id = msg.metadata.src_node_id
@@ -309,6 +322,7 @@ class OTMStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Ask agents to evaluate their own encoders on their own test data."""
+        server_round += self.round_offset
         if self.fraction_evaluate == 0.0:
             return []
         record = RecordDict({P.CONFIG_RECORD: self._round_config(config, server_round)})
@@ -321,6 +335,7 @@ class OTMStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         """Keep each agent's metrics and return their mean over agents."""
+        server_round += self.round_offset
         per_agent: dict[int, dict[str, float]] = {}
         for msg in replies:
             node_id = msg.metadata.src_node_id
@@ -334,6 +349,8 @@ class OTMStrategy(Strategy):
             }
             per_agent[int(values.get(P.KEY_AGENT, node_id))] = values
         self.agent_metrics[server_round] = per_agent
+        if self.checkpoint_dir:
+            self.write_checkpoint(server_round)
         if not per_agent:
             return None
         for agent_id in sorted(per_agent):
@@ -350,6 +367,78 @@ class OTMStrategy(Strategy):
             _format_scores(dict(mean)),
         )
         return mean
+
+    # ------------------------------------------------------------- checkpoints
+    def write_checkpoint(self, server_round: int) -> None:
+        """Write the state after ``server_round`` to ``checkpoint_dir``."""
+        assert self.checkpoint_dir is not None
+        arrays: dict[str, np.ndarray] = {}
+        for node_id, (mixed, barycenter) in self._targets.items():
+            agent = self.node_agents.get(node_id)
+            if agent is None:  # cannot be re-addressed after a restart
+                continue
+            arrays[f"mixed-{agent}"] = mixed
+            arrays[f"barycenter-{agent}"] = barycenter
+        meta = {
+            "round": server_round,
+            "latent_dim": self.latent_dim,
+            "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+            "mix_seconds": self.mix_seconds,
+            "rejected": [list(r) for r in self.rejected],
+            "agent_metrics": {
+                str(r): {str(a): m for a, m in agents.items()}
+                for r, agents in self.agent_metrics.items()
+            },
+            "train_metrics": {str(a): m for a, m in self.train_metrics.items()},
+        }
+        write_checkpoint(self.checkpoint_dir, "server", meta, arrays)
+
+    def resume_from(self, folder: str) -> int:
+        """Load the state a previous run checkpointed in ``folder``.
+
+        The next round is numbered after the checkpointed one (start this strategy
+        with the remaining rounds); mix targets reach their agents once
+        :meth:`bind_agents` has learnt which node holds which agent.
+
+        Returns
+        -------
+        int
+            The last completed round.
+
+        Raises
+        ------
+        CheckpointError
+            When the checkpoint is missing or unreadable.
+        """
+        meta, arrays, _ = read_checkpoint(folder, "server")
+        self.round_offset = int(meta["round"])
+        self.latent_dim = meta["latent_dim"]
+        self.bytes_up = int(meta["bytes_up"])
+        self.bytes_down = int(meta["bytes_down"])
+        self.mix_seconds = [float(s) for s in meta["mix_seconds"]]
+        self.rejected = [(int(r), int(n), str(why)) for r, n, why in meta["rejected"]]
+        self.agent_metrics = {
+            int(r): {int(a): dict(m) for a, m in agents.items()}
+            for r, agents in meta["agent_metrics"].items()
+        }
+        self.train_metrics = {int(a): dict(m) for a, m in meta["train_metrics"].items()}
+        self._resumed_targets = {
+            int(key.split("-", 1)[1]): (
+                arrays[key],
+                arrays[f"barycenter-{key.split('-', 1)[1]}"],
+            )
+            for key in arrays
+            if key.startswith("mixed-")
+        }
+        return self.round_offset
+
+    def bind_agents(self, node_agents: Mapping[int, int]) -> None:
+        """Record which node holds which agent; route resumed targets to them."""
+        self.node_agents.update(node_agents)
+        for node_id, agent in node_agents.items():
+            if agent in self._resumed_targets:
+                self._targets[node_id] = self._resumed_targets.pop(agent)
 
     # ----------------------------------------------------------------- helpers
     def _sample(self, grid: Grid, fraction: float, server_round: int) -> list[int]:

@@ -7,48 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from simulations.bench_mixer import main, measure_memory, memory_markdown
+from simulations.bench_mixer import main, memory_markdown
 
 
-@pytest.mark.parametrize("solver", ["exact", "fast"])
-def test_memory_run_in_a_fresh_process_reports_plans_and_peaks(solver: str) -> None:
+def test_memory_flag_measures_each_solver_in_a_fresh_process(tmp_path: Path) -> None:
     n, k = 64, 3
-    row = measure_memory(
-        solver,
-        n=n,
-        k=k,
-        dim=4,
-        data="gaussian",
-        alpha=0.5,
-        n_iter=1,
-        seed=0,
-        threads=1,
-        device="cpu",
-    )
-    assert row["solver"] == solver and row["n"] == n and row["K"] == k
-    assert row["plans_bytes"] == k * n * n * 8
-    assert row["returned_plans_bytes"] == row["plans_bytes"]  # float64 plans
-    assert row["peak_rss"] >= row["rss_before"] > 0
-    assert row["peak_rss_increase"] == row["peak_rss"] - row["rss_before"]
-    assert row["rss_ratio"] == pytest.approx(
-        row["peak_rss_increase"] / row["plans_bytes"]
-    )
-    if solver == "exact":  # numpy plans, all alive at the end: traced
-        assert row["traced_peak"] >= row["plans_bytes"]
-    assert row["traced_ratio"] == pytest.approx(row["traced_peak"] / row["plans_bytes"])
-
-
-def test_memory_flag_writes_a_table(tmp_path: Path) -> None:
     out = tmp_path / "memory.json"
     code = main(
         [
             "--memory",
             "--memory-n",
-            "32",
+            str(n),
             "--memory-k",
-            "2",
+            str(k),
             "--memory-solvers",
-            "exact",
+            "exact,fast",
             "--memory-n-iter",
             "1",
             "--dim",
@@ -59,7 +32,22 @@ def test_memory_flag_writes_a_table(tmp_path: Path) -> None:
     )
     assert code == 0
     data = json.loads(out.read_text())
-    assert [r["solver"] for r in data["memory"]] == ["exact"]
-    assert data["memory"][0]["plans_bytes"] == 2 * 32 * 32 * 8
-    table = memory_markdown(data["memory"])
-    assert "| exact | 32 | 2 | 1 |" in table
+    rows = data["memory"]
+    assert [r["solver"] for r in rows] == ["exact", "fast"]
+    for row in rows:
+        assert row["n"] == n and row["K"] == k and row["n_iter"] == 1
+        assert row["plans_bytes"] == k * n * n * 8
+        assert row["returned_plans_bytes"] == row["plans_bytes"]  # float64 plans
+        assert row["peak_rss"] >= row["rss_before"] > 0
+        assert row["peak_rss_increase"] == row["peak_rss"] - row["rss_before"]
+        assert row["rss_ratio"] == pytest.approx(
+            row["peak_rss_increase"] / row["plans_bytes"]
+        )
+        assert row["traced_ratio"] == pytest.approx(
+            row["traced_peak"] / row["plans_bytes"]
+        )
+    # the exact solver's plans are numpy arrays, all alive at the end: traced
+    assert rows[0]["traced_peak"] >= rows[0]["plans_bytes"]
+    table = memory_markdown(rows)
+    assert f"| exact | {n} | {k} | 1 |" in table
+    assert f"| fast | {n} | {k} | 1 |" in table

@@ -1,4 +1,4 @@
-"""Tests for simulations.bench_rounds on a tiny synthetic data set (no timing limits)."""
+"""Tests for simulations.bench_rounds on a tiny synthetic data set (no timings)."""
 
 from __future__ import annotations
 

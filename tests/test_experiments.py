@@ -118,3 +118,54 @@ def test_validation_fraction_replaces_test_rows_with_held_out_train_rows(
     config = _config(data_path, **{"validation-fraction": 0.25, "unaligned-rate": 1.0})
     result = run_oracle(config)  # aligned views stay aligned after the split
     assert result["agents"][0]["n_test"] == held[0].n_test
+
+
+def _run_on_fresh_nodes(config: RunConfig, node_seed: int) -> dict[str, Any]:
+    from clients.app import build_client_app
+    from simulations.server_app import run_method
+
+    grid = InProcessGrid(build_client_app(config), 3, config.to_dict(), seed=node_seed)
+    return run_method(grid, config)
+
+
+def test_resumed_run_equals_uninterrupted_run(data_path: Path, tmp_path: Path) -> None:
+    base = {"num-server-rounds": 4, "diagnostics-dir": "", "dp-clip": 2.0,
+            "dp-noise": 0.5}  # fmt: skip
+    full = _run_on_fresh_nodes(_config(data_path, **base), node_seed=1)
+
+    folder = str(tmp_path / "ckpt")
+    first = _config(
+        data_path, **{**base, "num-server-rounds": 2, "checkpoint-dir": folder}
+    )
+    _run_on_fresh_nodes(first, node_seed=2)  # "interrupted" after round 2
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("*.json")) == [
+        "agent-0.json", "agent-1.json", "agent-2.json", "server.json",
+    ]  # fmt: skip
+    resumed_config = _config(
+        data_path, **{**base, "checkpoint-dir": folder, "resume": True}
+    )
+    resumed = _run_on_fresh_nodes(resumed_config, node_seed=3)  # new node ids
+
+    assert [h["round"] for h in resumed["history"]] == [1, 2, 3, 4]
+    for a, b in zip(full["history"], resumed["history"], strict=True):
+        for key in ("acc", "nmi", "ari"):
+            assert a[key] == pytest.approx(b[key], abs=1e-9)
+    assert full["agents"] == resumed["agents"]
+    assert full["bytes_up"] == resumed["bytes_up"]
+    assert full["privacy"]["epsilon_max"] == resumed["privacy"]["epsilon_max"]
+
+
+def test_resume_without_checkpoint_names_the_folder(
+    data_path: Path, tmp_path: Path
+) -> None:
+    from otm_flower.checkpoint import CheckpointError
+
+    config = _config(
+        data_path, **{"checkpoint-dir": str(tmp_path / "none"), "resume": True}
+    )
+    with pytest.raises(CheckpointError, match="none"):
+        _run_on_fresh_nodes(config, node_seed=0)
+    with pytest.raises(ConfigError, match="resume needs checkpoint-dir"):
+        parse_run_config({"resume": "true"})
+    with pytest.raises(ConfigError, match="'yes' as bool"):
+        parse_run_config({"resume": "yes"})

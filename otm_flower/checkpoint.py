@@ -1,0 +1,101 @@
+"""Per-round checkpoints on disk: a JSON document, optional arrays and a blob.
+
+A checkpoint ``NAME`` in a folder is ``NAME.json`` (metadata; written last, so
+its presence marks a complete checkpoint), ``NAME.npz`` (named arrays) and
+``NAME.bin`` (opaque bytes, e.g. a serialised model). Every file is written to a
+temporary name and moved into place, so an interrupted write never leaves a
+half-written checkpoint behind the previous one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or unreadable (names the file)."""
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_checkpoint(
+    folder: str | Path,
+    name: str,
+    meta: dict[str, Any],
+    arrays: dict[str, np.ndarray] | None = None,
+    blob: bytes | None = None,
+) -> Path:
+    """Write checkpoint ``name`` into ``folder`` (created if needed).
+
+    Parameters
+    ----------
+    folder : str or Path
+        Checkpoint folder.
+    name : str
+        Checkpoint name (file stem), e.g. ``"server"`` or ``"agent-3"``.
+    meta : dict
+        JSON-serialisable metadata.
+    arrays : dict of str to ndarray, optional
+        Named arrays (stored uncompressed, no pickling).
+    blob : bytes, optional
+        Opaque bytes.
+
+    Returns
+    -------
+    Path
+        The metadata file.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if arrays is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        _replace(folder / f"{name}.npz", buffer.getvalue())
+    if blob is not None:
+        _replace(folder / f"{name}.bin", blob)
+    document = {
+        "meta": meta,
+        "has_arrays": arrays is not None,
+        "has_blob": blob is not None,
+    }
+    path = folder / f"{name}.json"
+    _replace(path, json.dumps(document).encode())
+    return path
+
+
+def read_checkpoint(
+    folder: str | Path, name: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes | None]:
+    """Read what :func:`write_checkpoint` wrote: ``(meta, arrays, blob)``.
+
+    Raises
+    ------
+    CheckpointError
+        When the checkpoint is missing or one of its files is unreadable.
+    """
+    folder = Path(folder)
+    path = folder / f"{name}.json"
+    try:
+        document = json.loads(path.read_text())
+        arrays: dict[str, np.ndarray] = {}
+        if document["has_arrays"]:
+            with np.load(folder / f"{name}.npz", allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        blob = (folder / f"{name}.bin").read_bytes() if document["has_blob"] else None
+        return dict(document["meta"]), arrays, blob
+    except FileNotFoundError as err:
+        raise CheckpointError(f"no checkpoint {name!r} in {folder}: {err}") from err
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"checkpoint {name!r} in {folder} is unreadable: {err}"
+        ) from err
