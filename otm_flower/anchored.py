@@ -101,13 +101,13 @@ __all__ = [
 ]
 
 StructureScale = Literal["cloud", "common"]
-StructureMetric = Literal["sqeuclidean", "euclidean"]
+StructureMetric = Literal["sqeuclidean", "euclidean", "cosine"]
 Landmark = Literal["profile", "gw"]
 
 _VARIANTS = ("fgw", "w", "gw")
 _STRUCTURES = ("features", "free")
 _SCALES = ("cloud", "common")
-_METRICS = ("sqeuclidean", "euclidean")
+_METRICS = ("sqeuclidean", "euclidean", "cosine")
 _LANDMARKS = ("profile", "gw")
 _EMD_MAX_ITER = 10_000_000
 _CG_MAX_ITER = 1000
@@ -272,7 +272,17 @@ def common_anchors(
 # ----------------------------------------------------------------------------
 
 
-def _distances(x: np.ndarray, y: np.ndarray, metric: StructureMetric) -> np.ndarray:
+def _distances(
+    x: np.ndarray, y: np.ndarray, metric: StructureMetric, center: np.ndarray
+) -> np.ndarray:
+    """Distances between rows; ``center`` (the cloud mean) is used by cosine."""
+    if metric == "cosine":
+        xc, yc = x - center, y - center
+        xn = np.linalg.norm(xc, axis=1, keepdims=True)
+        yn = np.linalg.norm(yc, axis=1, keepdims=True)
+        xc = xc / np.where(xn > 0, xn, 1.0)
+        yc = yc / np.where(yn > 0, yn, 1.0)
+        return np.asarray(np.clip(1.0 - xc @ yc.T, 0.0, 2.0))
     d = ot.dist(x, y)
     np.maximum(d, 0.0, out=d)
     if metric == "euclidean":
@@ -281,7 +291,7 @@ def _distances(x: np.ndarray, y: np.ndarray, metric: StructureMetric) -> np.ndar
 
 
 def _structure(z: np.ndarray, metric: StructureMetric) -> np.ndarray:
-    c = _distances(z, z, metric)
+    c = _distances(z, z, metric, z.mean(axis=0))
     np.fill_diagonal(c, 0.0)
     return c
 
@@ -309,8 +319,9 @@ def soft_anchor_profiles(
     neighbors : int
         The bandwidth of row ``j`` is its distance to its ``neighbors``-th
         nearest anchor (positive distances only; capped at ``A``).
-    metric : {"sqeuclidean", "euclidean"}
-        Distance used.
+    metric : {"sqeuclidean", "euclidean", "cosine"}
+        Distance used (cosine: ``1 - cos`` of the codes centred on the cloud
+        mean).
 
     Returns
     -------
@@ -319,7 +330,8 @@ def soft_anchor_profiles(
         / tau_j)``. Scale free: multiplying the codes by a constant leaves it
         unchanged.
     """
-    d = _distances(codes, codes[anchor_rows], metric)
+    codes = np.asarray(codes, dtype=np.float64)
+    d = _distances(codes, codes[anchor_rows], metric, codes.mean(axis=0))
     dmin = d.min(axis=1, keepdims=True)
     pos = np.where(d > 0.0, d, np.inf)
     kth = min(max(int(neighbors), 1), d.shape[1])
@@ -646,9 +658,10 @@ def anchored_fgw_barycenter(
         ``"cloud"``: every structure matrix (each cloud's and the
         barycenter's) divided by its own mean; ``"common"``: by the common
         scale of the structure matrices, as in the mixer.
-    metric : {"sqeuclidean", "euclidean"}
-        Squared or plain Euclidean distances in structure matrices and
-        profiles (feature costs stay squared Euclidean).
+    metric : {"sqeuclidean", "euclidean", "cosine"}
+        Distance in structure matrices and profiles: squared or plain
+        Euclidean, or ``1 - cos`` of codes centred on their cloud's mean
+        (feature costs stay squared Euclidean).
     anchor_init : bool
         Start each first free solve from the optimal plan of its linear part
         (feature, landmark and GW cross terms) instead of the independent

@@ -46,18 +46,24 @@ class ClientClock:
     """A Flower client mod that adds up the seconds spent in the ClientApp.
 
     Everything the agents do (restore, train, encode, evaluate) runs inside it; what
-    remains of a run's wall time is the server's (strategy, mixing) and the
-    in-process transport's (message serialisation). It also keeps, per server
-    round (read from the message's ``config`` record, as both OTM and FedAvg send
-    it), the agents' seconds and the first call's start and last call's end, from
-    which :meth:`round_walls` gives each round's wall time.
+    remains of a run's time is the server's (strategy, mixing) and the in-process
+    transport's (message serialisation). It keeps wall seconds
+    (``time.perf_counter``) and CPU seconds of this process
+    (``time.process_time``; everything runs in this process, one thread each, so
+    on an idle machine the two agree, and on a shared one CPU seconds are the
+    less disturbed by other jobs). Per server round (read from the message's
+    ``config`` record, as both OTM and FedAvg send it) it keeps the agents'
+    seconds and the first call's start and last call's end, from which
+    :meth:`round_walls` gives each round's time.
     """
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         self.by_type: dict[str, float] = {}
         self.by_round: dict[int, float] = {}
         self.spans: dict[int, list[float]] = {}
+        self.cpu_spans: dict[int, list[float]] = {}
         self.calls = 0
 
     def __call__(
@@ -68,37 +74,39 @@ class ClientClock:
     ) -> Message:
         """Time ``call_next`` (the ClientApp or the next mod)."""
         rnd = _server_round(message)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             return call_next(message, context)
         finally:
-            end = time.perf_counter()
+            end, cpu_end = time.perf_counter(), time.process_time()
             elapsed = end - start
             self.seconds += elapsed
+            self.cpu_seconds += cpu_end - cpu_start
             kind = message.metadata.message_type
             self.by_type[kind] = self.by_type.get(kind, 0.0) + elapsed
             self.by_round[rnd] = self.by_round.get(rnd, 0.0) + elapsed
-            span = self.spans.setdefault(rnd, [start, end])
-            span[0], span[1] = min(span[0], start), max(span[1], end)
+            for spans, t0, t1 in (
+                (self.spans, start, end),
+                (self.cpu_spans, cpu_start, cpu_end),
+            ):
+                span = spans.setdefault(rnd, [t0, t1])
+                span[0], span[1] = min(span[0], t0), max(span[1], t1)
             self.calls += 1
 
-    def round_walls(self) -> list[float]:
-        """Wall seconds of each round, in round order.
+    def round_walls(self, *, cpu: bool = False) -> list[float]:
+        """Seconds of each round (wall, or with ``cpu`` CPU), in round order.
 
         Round r runs from its first ClientApp call to round r+1's first call (so
         it holds its train calls, the server's aggregation and mixing, its
         evaluate calls and the next round's configuration); the last round ends
         with its last call.
         """
-        rounds = sorted(self.spans)
+        spans = self.cpu_spans if cpu else self.spans
+        rounds = sorted(spans)
         walls = []
         for i, rnd in enumerate(rounds):
-            end = (
-                self.spans[rounds[i + 1]][0]
-                if i + 1 < len(rounds)
-                else self.spans[rnd][1]
-            )
-            walls.append(end - self.spans[rnd][0])
+            end = spans[rounds[i + 1]][0] if i + 1 < len(rounds) else spans[rnd][1]
+            walls.append(end - spans[rnd][0])
         return walls
 
 
@@ -146,8 +154,10 @@ def measure_run(settings: dict[str, Any]) -> dict[str, Any]:
     agents = len(list(grid.get_node_ids()))
     n_train = [int(a["n_train"]) for a in result["agents"]]
     walls = clock.round_walls()
+    cpu_walls = clock.round_walls(cpu=True)
     agents_by_round = [clock.by_round[r] for r in sorted(clock.by_round)]
     steady = walls[1:] or walls
+    cpu_round = float(np.mean(cpu_walls)) if cpu_walls else 0.0
     row: dict[str, Any] = {
         "method": config.method,
         "agents": agents,
@@ -167,6 +177,13 @@ def measure_run(settings: dict[str, Any]) -> dict[str, Any]:
         "round_walls": walls,
         "client_by_round": agents_by_round,
         "steady_round_s": float(np.mean(steady)) if steady else None,
+        "cpu_round_s": cpu_round,
+        "cpu_steady_round_s": float(np.mean(cpu_walls[1:] or cpu_walls))
+        if cpu_walls
+        else None,
+        "client_cpu_round_s": clock.cpu_seconds / rounds,
+        "server_cpu_round_s": max(cpu_round - clock.cpu_seconds / rounds, 0.0),
+        "cpu_round_walls": cpu_walls,
         "mix_seconds": mix,
         "bytes_up": int(result["bytes_up"]),
         "bytes_down": int(result["bytes_down"]),
@@ -235,9 +252,17 @@ def round_ratios(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     """OTM / FedAvg ratios of round time, server time and bytes (None if absent).
 
     ``ratio_round``: mean round time over all rounds; ``ratio_steady``: over
-    rounds 2 on, where OTM's agents train with the server's mixed codes.
+    rounds 2 on, where OTM's agents train with the server's mixed codes; the
+    ``_cpu`` ratios: the same with CPU seconds.
     """
-    keys = ("ratio_round", "ratio_steady", "ratio_client", "ratio_server")
+    keys = (
+        "ratio_round",
+        "ratio_steady",
+        "ratio_client",
+        "ratio_server",
+        "ratio_round_cpu",
+        "ratio_steady_cpu",
+    )
     by = {r["method"]: r for r in rows}
     if "otm" not in by or "fedavg" not in by:
         return dict.fromkeys((*keys, "ratio_bytes"))
@@ -251,6 +276,10 @@ def round_ratios(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
         "ratio_steady": ratio(otm["steady_round_s"], fed["steady_round_s"]),
         "ratio_client": ratio(otm["client_round_s"], fed["client_round_s"]),
         "ratio_server": ratio(otm["server_round_s"], fed["server_round_s"]),
+        "ratio_round_cpu": ratio(otm.get("cpu_round_s"), fed.get("cpu_round_s")),
+        "ratio_steady_cpu": ratio(
+            otm.get("cpu_steady_round_s"), fed.get("cpu_steady_round_s")
+        ),
         "ratio_bytes": ratio(
             otm["bytes_up_round"] + otm["bytes_down_round"],
             fed["bytes_up_round"] + fed["bytes_down_round"],
@@ -258,40 +287,59 @@ def round_ratios(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     }
 
 
-def mixer_seconds(
-    k: int,
+def mixer_times(
+    ks: Sequence[int],
     n: int,
     *,
     dim: int,
     seed: int,
     repeats: int = 1,
     **strategy: Any,
-) -> float:
-    """Median seconds of one server mixing step on K Gaussian clouds ``(n, dim)``.
+) -> list[dict[str, Any]]:
+    """Seconds of one server mixing step on K Gaussian clouds ``(n, dim)``, per K.
 
     ``strategy`` holds the mixer settings OTMStrategy passes (``alpha``,
-    ``variant``, ``n_iter``, ``solver``, ``concentration``).
+    ``variant``, ``n_iter``, ``solver``, ``concentration``). The repeats go round
+    the K values in turn (so drifting machine load falls on all of them); each
+    row has the median wall and CPU seconds, one thread.
     """
     from threadpoolctl import threadpool_limits
 
     from otm_flower.mixer import mix_and_pull_back
 
-    rng = np.random.default_rng(seed)
-    clouds = [rng.standard_normal((n, dim)) for _ in range(k)]
     concentration = strategy.pop("concentration", 0.5)
-    times = []
+    clouds = {
+        k: [
+            np.random.default_rng([seed, k, j]).standard_normal((n, dim))
+            for j in range(k)
+        ]
+        for k in ks
+    }
+    walls: dict[int, list[float]] = {k: [] for k in ks}
+    cpus: dict[int, list[float]] = {k: [] for k in ks}
     with threadpool_limits(1):
-        for r in range(repeats):
-            start = time.perf_counter()
-            mix_and_pull_back(
-                clouds,
-                rng=np.random.default_rng([seed, r]),
-                concentration=concentration,
-                seed=seed,
-                **strategy,
-            )
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for r in range(max(repeats, 1)):
+            for k in ks:
+                start, cpu_start = time.perf_counter(), time.process_time()
+                mix_and_pull_back(
+                    clouds[k],
+                    rng=np.random.default_rng([seed, r]),
+                    concentration=concentration,
+                    seed=seed,
+                    **strategy,
+                )
+                walls[k].append(time.perf_counter() - start)
+                cpus[k].append(time.process_time() - cpu_start)
+    return [
+        {
+            "agents": k,
+            "n": n,
+            "mix_s": float(np.median(walls[k])),
+            "mix_cpu_s": float(np.median(cpus[k])),
+            "mix_s_all": walls[k],
+        }
+        for k in ks
+    ]
 
 
 def fit_growth(agents: Sequence[float], seconds: Sequence[float]) -> dict[str, Any]:
@@ -328,12 +376,14 @@ def scale_table(
     seed: int,
     extra: dict[str, Any] | None = None,
     mixer_n: int = 0,
+    mixer_repeats: int = 3,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """OTM runs for each agents-per-modality; growth of server time with agents.
 
-    With ``mixer_n`` > 0, also times the mixer alone for the same agent counts on
-    Gaussian clouds of ``mixer_n`` codes of the run's latent dimension.
+    With ``mixer_n`` > 0, also times the mixer alone (:func:`mixer_times`,
+    ``mixer_repeats`` each) for the same agent counts on Gaussian clouds of
+    ``mixer_n`` codes of the run's latent dimension.
     """
     from otm_flower.config import parse_run_config
 
@@ -353,27 +403,32 @@ def scale_table(
         "rows": rows,
         "growth_mix": fit_growth(agents, [r["mix_round_s"] or 0.0 for r in rows]),
         "growth_server": fit_growth(agents, [r["server_round_s"] for r in rows]),
+        "growth_server_cpu": fit_growth(
+            agents, [r["server_cpu_round_s"] for r in rows]
+        ),
         "growth_round": fit_growth(agents, [r["round_s"] for r in rows]),
     }
     if mixer_n > 0:
         config = parse_run_config(base_settings(dataset, rounds, seed, extra))
-        mixer_rows = []
-        for k in agents:
-            seconds = mixer_seconds(
-                k,
-                mixer_n,
-                dim=config.latent_dim,
-                seed=seed,
-                alpha=config.fgw_alpha,
-                variant=config.variant,
-                n_iter=config.barycenter_iterations,
-                solver=config.solver,
-                concentration=config.dirichlet_concentration,
-            )
-            mixer_rows.append({"agents": k, "n": mixer_n, "mix_s": seconds})
-            progress(json.dumps(mixer_rows[-1]))
+        mixer_rows = mixer_times(
+            agents,
+            mixer_n,
+            dim=config.latent_dim,
+            seed=seed,
+            repeats=mixer_repeats,
+            alpha=config.fgw_alpha,
+            variant=config.variant,
+            n_iter=config.barycenter_iterations,
+            solver=config.solver,
+            concentration=config.dirichlet_concentration,
+        )
+        for row in mixer_rows:
+            progress(json.dumps({k: v for k, v in row.items() if k != "mix_s_all"}))
         out["mixer_rows"] = mixer_rows
         out["growth_mixer"] = fit_growth(agents, [r["mix_s"] for r in mixer_rows])
+        out["growth_mixer_cpu"] = fit_growth(
+            agents, [r["mix_cpu_s"] for r in mixer_rows]
+        )
     return out
 
 
@@ -388,13 +443,16 @@ def plot_scale(scale: dict[str, Any], path: Path) -> Path:
     rows = scale["rows"]
     agents = np.array([r["agents"] for r in rows], dtype=float)
     series = [
-        ("mixing (strategy mix_seconds)", [r["mix_round_s"] or 0.0 for r in rows]),
-        ("server incl. transport (wall - agents)", [r["server_round_s"] for r in rows]),
+        ("simulation: mixing wall s", [r["mix_round_s"] or 0.0 for r in rows]),
+        ("simulation: server CPU s", [r["server_cpu_round_s"] for r in rows]),
     ]
     if scale.get("mixer_rows"):
         n = scale["mixer_rows"][0]["n"]
         series.append(
-            (f"mixer alone, {n} codes/agent", [r["mix_s"] for r in scale["mixer_rows"]])
+            (
+                f"mixer alone, {n} codes/agent, CPU s",
+                [r["mix_cpu_s"] for r in scale["mixer_rows"]],
+            )
         )
     grid = np.linspace(0, agents.max() * 1.05, 50)
     for (label, values), colour in zip(series, ("C0", "C1", "C2"), strict=False):
@@ -435,24 +493,28 @@ def rounds_markdown(table: dict[str, Any]) -> str:
     """Markdown table of a :func:`rounds_table` result."""
     lines = [
         "| method | agents | rounds | round s | round s (rounds 2+) "
-        "| agents s/round | server s/round | mixing s/round "
+        "| agents s/round | server s/round | mixing s/round | round CPU s "
+        "| agents CPU s/round | server CPU s/round "
         "| up KiB/round | down KiB/round |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table["rows"]:
         lines.append(
             f"| {r['method']} | {r['agents']} | {r['rounds']} | {_s(r['round_s'])} "
             f"| {_s(r['steady_round_s'])} "
             f"| {_s(r['client_round_s'])} | {_s(r['server_round_s'])} "
-            f"| {_s(r['mix_round_s'])} | {_kb(r['bytes_up_round'])} "
-            f"| {_kb(r['bytes_down_round'])} |"
+            f"| {_s(r['mix_round_s'])} | {_s(r['cpu_round_s'])} "
+            f"| {_s(r['client_cpu_round_s'])} | {_s(r['server_cpu_round_s'])} "
+            f"| {_kb(r['bytes_up_round'])} | {_kb(r['bytes_down_round'])} |"
         )
     lines.append("")
     for r in table["rows"]:
         walls = ", ".join(f"{w:.2f}" for w in r["round_walls"])
         agents = ", ".join(f"{w:.2f}" for w in r["client_by_round"])
+        cpu = ", ".join(f"{w:.2f}" for w in r["cpu_round_walls"])
         lines.append(
-            f"- {r['method']}: round walls [{walls}] s; agents' part [{agents}] s"
+            f"- {r['method']}: round walls [{walls}] s (agents' part [{agents}]); "
+            f"round CPU [{cpu}] s"
         )
 
     def fmt(key: str, unit: str = "x", digits: int = 2) -> str:
@@ -461,8 +523,9 @@ def rounds_markdown(table: dict[str, Any]) -> str:
 
     lines.append(
         f"- OTM / FedAvg: round time {fmt('ratio_round')} (rounds 2+: "
-        f"{fmt('ratio_steady')}), agents' time {fmt('ratio_client')}, server "
-        f"time {fmt('ratio_server', digits=1)}, bytes {fmt('ratio_bytes', digits=3)}"
+        f"{fmt('ratio_steady')}); round CPU {fmt('ratio_round_cpu')} (rounds 2+: "
+        f"{fmt('ratio_steady_cpu')}); agents' time {fmt('ratio_client')}; server "
+        f"time {fmt('ratio_server', digits=1)}; bytes {fmt('ratio_bytes', digits=3)}"
     )
     return "\n".join(lines)
 
@@ -472,28 +535,32 @@ def scale_markdown(scale: dict[str, Any]) -> str:
     mixer = {r["agents"]: r for r in scale.get("mixer_rows") or []}
     lines = [
         "| agents | codes/agent | round s | agents s/round | server s/round "
-        "| mixing s/round | mixing s/agent | up KiB/round | down KiB/round"
-        + (" | mixer alone s |" if mixer else " |"),
-        "|---|---|---|---|---|---|---|---|---" + ("|---|" if mixer else "|"),
+        "| server CPU s/round | mixing s/round | mixing s/agent "
+        "| up KiB/round | down KiB/round"
+        + (" | mixer alone s | mixer alone CPU s |" if mixer else " |"),
+        "|---|---|---|---|---|---|---|---|---|---" + ("|---|---|" if mixer else "|"),
     ]
     for r in scale["rows"]:
         per_agent = (r["mix_round_s"] or 0.0) / r["agents"]
         line = (
             f"| {r['agents']} | {r['codes_per_agent']} | {_s(r['round_s'])} "
             f"| {_s(r['client_round_s'])} | {_s(r['server_round_s'])} "
+            f"| {_s(r['server_cpu_round_s'])} "
             f"| {_s(r['mix_round_s'])} | {per_agent:.3f} "
             f"| {_kb(r['bytes_up_round'])} | {_kb(r['bytes_down_round'])}"
         )
         if mixer:
-            m = mixer.get(r["agents"])
-            line += f" | {_s(m['mix_s'] if m else None)}"
+            m = mixer.get(r["agents"]) or {}
+            line += f" | {_s(m.get('mix_s'))} | {_s(m.get('mix_cpu_s'))}"
         lines.append(line + " |")
     lines.append("")
     for key, label in (
-        ("growth_mix", "mixing"),
+        ("growth_mix", "mixing (wall)"),
         ("growth_server", "server (wall - agents)"),
+        ("growth_server_cpu", "server CPU"),
         ("growth_round", "whole round"),
-        ("growth_mixer", "mixer alone"),
+        ("growth_mixer", "mixer alone (wall)"),
+        ("growth_mixer_cpu", "mixer alone (CPU)"),
     ):
         g = scale.get(key)
         if not g or g.get("ratio") is None:
@@ -585,6 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=256,
         help="scale: also time the mixer alone on this many codes per agent (0: off)",
     )
+    ap.add_argument("--mixer-repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None, help="folder for JSON and PNG")
     args = ap.parse_args(argv)
     extra = _extra(args.set)
@@ -612,6 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 extra=scale_extra,
                 mixer_n=args.mixer_n,
+                mixer_repeats=args.mixer_repeats,
             )
             report["scale"] = scale
             print(scale_markdown(scale), flush=True)

@@ -96,6 +96,9 @@ def test_rounds_table_reports_both_methods_with_times_and_bytes(
         assert len(row["round_walls"]) == 2 and len(row["client_by_round"]) == 2
         assert all(w > 0 for w in row["round_walls"])
         assert sum(row["round_walls"]) <= row["wall_s"] + 1e-3
+        assert row["cpu_round_s"] > 0 and row["client_cpu_round_s"] > 0
+        assert row["server_cpu_round_s"] >= 0
+        assert len(row["cpu_round_walls"]) == 2
         assert row["bytes_up"] > 0 and row["bytes_down"] > 0
         assert row["bytes_up_round"] == row["bytes_up"] / 2
     otm, fed = rows["otm"], rows["fedavg"]
@@ -118,6 +121,9 @@ def test_rounds_ratio_comes_from_the_rows(bench: dict[str, Any]) -> None:
     assert table["ratio_round"] == pytest.approx(otm["round_s"] / fed["round_s"])
     assert table["ratio_steady"] == pytest.approx(
         otm["steady_round_s"] / fed["steady_round_s"]
+    )
+    assert table["ratio_round_cpu"] == pytest.approx(
+        otm["cpu_round_s"] / fed["cpu_round_s"]
     )
     total = otm["bytes_up_round"] + otm["bytes_down_round"]
     assert table["ratio_bytes"] == pytest.approx(
@@ -168,7 +174,10 @@ def test_scale_runs_the_right_agent_counts_and_plots(bench: dict[str, Any]) -> N
     assert all(r["mix_round_s"] > 0 for r in rows)
     assert [r["agents"] for r in scale["mixer_rows"]] == [VIEWS, 2 * VIEWS]
     assert all(r["n"] == 8 and r["mix_s"] > 0 for r in scale["mixer_rows"])
-    for key in ("growth_mix", "growth_server", "growth_round", "growth_mixer"):
+    assert all(r["mix_cpu_s"] > 0 for r in scale["mixer_rows"])
+    assert all(len(r["mix_s_all"]) == 3 for r in scale["mixer_rows"])  # repeats
+    growths = ("growth_mix", "growth_server", "growth_server_cpu", "growth_round")
+    for key in (*growths, "growth_mixer", "growth_mixer_cpu"):
         assert scale[key]["linear_ratio"] == 2.0
         assert scale[key]["exponent"] is not None
     png = bench["out"] / "scale.png"
@@ -191,7 +200,9 @@ def test_fit_growth_tells_linear_from_quadratic() -> None:
 def test_client_clock_round_walls_span_from_round_to_round() -> None:
     clock = ClientClock()
     clock.spans = {1: [10.0, 12.0], 2: [13.0, 14.5], 3: [16.0, 16.5]}
+    clock.cpu_spans = {1: [1.0, 2.0], 2: [2.5, 3.0]}
     assert clock.round_walls() == pytest.approx([3.0, 3.0, 0.5])
+    assert clock.round_walls(cpu=True) == pytest.approx([1.5, 0.5])
 
 
 def test_bad_config_is_an_error_not_a_crash(tmp_path: Path) -> None:
