@@ -59,7 +59,7 @@ def write_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     if arrays is not None:
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
         _replace(folder / f"{name}.npz", buffer.getvalue())
     if blob is not None:
         _replace(folder / f"{name}.bin", blob)

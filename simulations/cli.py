@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run a benchmark grid (datasets x methods x regimes x seeds)",
     )
     sub.add_parser(
+        "bench-rounds",
+        add_help=False,
+        help="OTM vs FedAvg round time and bytes; scaling with agents (see --help)",
+    )
+    sub.add_parser(
         "bench-mixer",
         add_help=False,
         help="time the FGW barycenter against POT (see --help)",
@@ -178,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         from simulations.bench_mixer import main as bench_mixer
 
         return bench_mixer(argv[1:])
+    if argv[:1] == ["bench-rounds"]:
+        from simulations.bench_rounds import main as bench_rounds
+
+        return bench_rounds(argv[1:])
     if argv[:1] == ["bench"]:
         from simulations.bench import main as bench
 
