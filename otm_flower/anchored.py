@@ -41,6 +41,14 @@ is a Wasserstein barycenter in the shared anchor-profile space, fused with
 the (F)GW terms. ``landmark="gw"`` uses no profile cost and instead scales
 the exact cross term ``G_k`` by ``anchor_weight`` (1: exact objective).
 
+Measured (PCA-10 codes of unaligned views, 256 rows per agent, 5% of the
+samples anchored, defaults, 3 seeds): class agreement of the couplings
+0.69 (Handwritten, 6 views), 0.77 (BDGP), 0.51 (CUB: only ~24 anchors per
+batch; 0.59 with 10% and 0.71 with 20% anchored), against 0.45 / 0.71 /
+0.31 with ``landmark="gw"`` and 0.11 / 0.18-0.22 / 0.09-0.18 label-free.
+On unaligned code spaces the feature term and the raw distance profiles
+carry little class information; the soft profiles carry most of it.
+
 The free block of the first solve starts from the optimal plan of its linear
 part (``anchor_init``), later solves from the previous plan. The support is
 updated as in :func:`otm_flower.mixer.fgw_barycenter`
@@ -65,8 +73,8 @@ are their weighted sums. The solver minimises ``costs + landmark_costs``
 common scale ``s = mean_k max(D_k)``. Structure matrices are divided by
 their own mean per cloud (``structure_scale="cloud"``, default: views with
 different spreads get comparable distance profiles) or by the common scale
-(``"common"``); ``metric="euclidean"`` uses plain instead of squared
-distances in them.
+(``"common"``); ``metric`` picks squared Euclidean (default), Euclidean or
+centred cosine distances for them and for the profiles.
 """
 
 from __future__ import annotations
@@ -111,6 +119,7 @@ _METRICS = ("sqeuclidean", "euclidean", "cosine")
 _LANDMARKS = ("profile", "gw")
 _EMD_MAX_ITER = 10_000_000
 _CG_MAX_ITER = 1000
+_DEFAULT_WEIGHT = {"profile": 30.0, "gw": 1.0}
 
 
 @dataclass
@@ -168,7 +177,7 @@ class AnchoredBarycenterResult(BarycenterResult):
     landmark: Landmark = "profile"
     structure_metric: StructureMetric = "sqeuclidean"
     structure_scale: StructureScale = "cloud"
-    anchor_weight: float = 1.0
+    anchor_weight: float = 30.0
 
 
 # ----------------------------------------------------------------------------
@@ -333,11 +342,11 @@ def soft_anchor_profiles(
     codes = np.asarray(codes, dtype=np.float64)
     d = _distances(codes, codes[anchor_rows], metric, codes.mean(axis=0))
     dmin = d.min(axis=1, keepdims=True)
-    pos = np.where(d > 0.0, d, np.inf)
-    kth = min(max(int(neighbors), 1), d.shape[1])
-    tau = np.partition(pos, kth - 1, axis=1)[:, kth - 1 : kth]
-    bad = ~np.isfinite(tau) | (tau <= 0)
-    tau = np.where(bad, 1.0, tau)
+    pos = np.sort(np.where(d > 0.0, d, np.inf), axis=1)
+    n_pos = np.isfinite(pos).sum(axis=1)
+    kth = np.clip(np.minimum(int(neighbors), n_pos), 1, d.shape[1]) - 1
+    tau = pos[np.arange(d.shape[0]), kth][:, None]
+    tau = np.where(np.isfinite(tau) & (tau > 0), tau, 1.0)
     e = np.exp(-(d - dmin) / tau)
     return np.asarray(e / e.sum(axis=1, keepdims=True))
 
@@ -593,7 +602,7 @@ def anchored_fgw_barycenter(
     variant: Variant = "fgw",
     n_iter: int = 5,
     seed: int | None = None,
-    anchor_weight: float = 1.0,
+    anchor_weight: float | None = None,
     landmark: Landmark = "profile",
     profile_neighbors: int = 3,
     n_points: int | None = None,
@@ -627,8 +636,13 @@ def anchored_fgw_barycenter(
         Maximum number of support updates (>= 1).
     seed : int, optional
         Seed of the support initialisation.
-    anchor_weight : float
-        Weight (>= 0) of the landmark cost (see ``landmark``).
+    anchor_weight : float, optional
+        Weight (>= 0) of the landmark cost (see ``landmark``); default 30
+        for ``"profile"``, 1 (the exact objective) for ``"gw"``. 30 makes
+        the profile cost dominate the (normalised) (F)GW terms, which on
+        unaligned views carry little class information; measured on
+        Handwritten, BDGP and CUB, 10 to 100 perform alike and 1 is clearly
+        worse.
     landmark : {"profile", "gw"}
         ``"profile"``: soft anchor-profile cost (module docstring), added
         with weight ``anchor_weight`` to the exact (F)GW objective.
@@ -699,6 +713,8 @@ def anchored_fgw_barycenter(
     clouds = _as_clouds(codes)
     k_count = len(clouds)
     ids = _as_ids(anchor_ids, [z.shape[0] for z in clouds])
+    if anchor_weight is None:
+        anchor_weight = _DEFAULT_WEIGHT.get(str(landmark), 1.0)
     _check_options(
         k_count,
         variant,
@@ -928,4 +944,3 @@ def anchored_fgw_barycenter(
         structure_scale=structure_scale if normalize_costs else "common",
         anchor_weight=float(anchor_weight),
     )
-

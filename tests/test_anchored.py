@@ -225,18 +225,19 @@ def test_common_anchors_and_profiles():
 @pytest.mark.parametrize(
     ("ids", "match"),
     [
-        ([np.zeros(30, np.int64), np.zeros(29, np.int64)], "rows"),
+        ([np.full(30, -1), np.full(29, -1)], "29 ids but codes"),
         ([np.arange(30), np.r_[np.arange(29), 3]], "repeats"),
         ([np.arange(30.0), np.arange(30)], "integers"),
         ([np.arange(30) > 3, np.arange(30)], "integers"),
         ([np.arange(30) - 5, np.arange(30)], ">= 0"),
         ([np.arange(30)], "2 code clouds"),
+        ([np.arange(30), np.arange(31)], "31 ids"),
         ([np.arange(30).reshape(15, 2), np.arange(30)], "1-D"),
     ],
 )
 def test_invalid_ids(ids, match):
     rng = np.random.default_rng(0)
-    codes = [rng.normal(size=(30, 3)), rng.normal(size=(len(ids[-1]), 3))]
+    codes = [rng.normal(size=(30, 3)), rng.normal(size=(30, 3))]
     with pytest.raises(MixerError, match=match):
         anchored_fgw_barycenter(codes, ids)
 
