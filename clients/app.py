@@ -10,7 +10,8 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from otm_flower import protocol as P
-from otm_flower.agent import agent_facts, evaluate_agent
+from otm_flower.agent import agent_anchor_ids, agent_facts, evaluate_agent
+from otm_flower.anchors import upload_rows
 from otm_flower.config import RunConfig, parse_run_config
 from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
 from otm_flower.privacy import clip_and_noise, gaussian_epsilon
@@ -41,7 +42,14 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     targets = read_mix_targets(msg, context)
     trainer = restore_trainer(config, agent, n_classes, context)
     losses = trainer.train(config.local_epochs, targets)
-    rows = trainer.sample_rows(upload_size(msg, agent.n_train))
+    ids = agent_anchor_ids(agent, config)
+    if ids is None:
+        rows = trainer.sample_rows(upload_size(msg, agent.n_train))
+    else:  # anchored rows always go up, so the server can pin them every round
+        rng = np.random.default_rng(
+            [config.seed, agent.agent_id, _server_round(msg), 43]
+        )
+        rows = upload_rows(ids, upload_size(msg, agent.n_train), rng)
     folder = diagnostics_dir(config.diagnostics_dir, context.run_id)
     if folder is not None:  # local file for the simulator; never in a message
         server_round = int(cast(int, round_config(msg).get(P.KEY_ROUND, 0)))
@@ -79,6 +87,7 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
         agent_id=agent.agent_id,
         n_train=agent.n_train,
         metrics=losses,
+        anchor_ids=None if ids is None else ids[rows],
     )
 
 

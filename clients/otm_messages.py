@@ -98,6 +98,7 @@ def train_reply(
     agent_id: int,
     n_train: int,
     metrics: Mapping[str, float] | None = None,
+    anchor_ids: np.ndarray | None = None,
 ) -> Message:
     """Reply to an OTM ``train`` message with the codes of ``rows``.
 
@@ -116,6 +117,9 @@ def train_reply(
         The agent's number of training rows (``num-examples``).
     metrics : Mapping[str, float], optional
         Scalar training metrics to report (prefixed ``train-``).
+    anchor_ids : np.ndarray, optional
+        Opaque shared record id of each row, -1 for none (see
+        :mod:`otm_flower.anchors`); sent only when given.
     """
     codes = np.asarray(codes, dtype=np.float32)
     if codes.ndim != 2 or len(codes) != len(rows):
@@ -125,9 +129,15 @@ def train_reply(
     )
     values: MetricValues = {f"train-{k}": float(v) for k, v in (metrics or {}).items()}
     values.update({P.KEY_NUM_EXAMPLES: int(n_train), P.KEY_AGENT: int(agent_id)})
+    arrays = {P.KEY_CODES: Array(codes)}
+    if anchor_ids is not None:
+        ids = np.asarray(anchor_ids, dtype=np.int64)
+        if ids.shape != (len(rows),):
+            raise ValueError(f"anchor_ids must be one per row, got {ids.shape}")
+        arrays[P.KEY_ANCHORS] = Array(ids)
     content = RecordDict(
         {
-            P.CODES_RECORD: ArrayRecord({P.KEY_CODES: Array(codes)}),
+            P.CODES_RECORD: ArrayRecord(arrays),
             P.METRICS_RECORD: MetricRecord(values),
         }
     )

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from .anchors import anchor_ids
 from .config import RunConfig
 from .data import AgentData, load_dataset, make_agents
 from .metrics import classification_accuracy, clustering_scores
@@ -196,3 +197,14 @@ def agent_facts(agent: AgentData) -> dict[str, int]:
         "n-test": agent.n_test,
         KEY_NUM_EXAMPLES: agent.n_test,
     }
+
+
+def agent_anchor_ids(agent: AgentData, config: RunConfig) -> np.ndarray | None:
+    """The agent's training rows' opaque anchor ids (``None`` when anchor-rate is 0).
+
+    Simulation: the shared record key is the sample's index in the data set and
+    the salt derives from the seed (see :mod:`otm_flower.anchors`).
+    """
+    if config.anchor_rate <= 0:
+        return None
+    return anchor_ids(agent.train_ids, config.anchor_rate, f"otm-run-{config.seed}")

@@ -24,6 +24,7 @@ import numpy as np
 REGIMES: dict[str, dict[str, Any]] = {
     "unaligned": {"task": "clustering", "unaligned-rate": 1.0},
     "classification": {"task": "classification", "unaligned-rate": 1.0},
+    "anchored": {"task": "clustering", "unaligned-rate": 1.0, "anchor-rate": 0.05},
 }
 
 #: Row order of methods in tables and legends; others follow alphabetically.

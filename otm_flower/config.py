@@ -66,6 +66,8 @@ class RunConfig:
     agents_per_modality: int = 1
     test_fraction: float = 0.2
     validation_fraction: float = 0.0
+    anchor_rate: float = 0.0
+    anchor_weight: float = 30.0
     min_agents: int = 2
     outlier_factor: float = 10.0
     dp_clip: float = 0.0
@@ -120,6 +122,8 @@ class RunConfig:
             (0.0 <= self.dropout_rate < 1.0, "dropout-rate must be in [0, 1)"),
             (self.corrupt_agent >= -1, "corrupt-agent must be >= -1 (-1: none)"),
             (self.corrupt_noise >= 0, "corrupt-noise must be >= 0"),
+            (0.0 <= self.anchor_rate <= 1.0, "anchor-rate must be in [0, 1]"),
+            (self.anchor_weight > 0, "anchor-weight must be > 0"),
             (
                 not self.resume or bool(self.checkpoint_dir),
                 "resume needs checkpoint-dir (the folder of the run to resume)",

@@ -49,6 +49,7 @@ __all__ = [
     "fgw_barycenter",
     "mix",
     "mix_and_pull_back",
+    "mix_targets",
     "project",
     "pull_back",
 ]
@@ -660,9 +661,28 @@ def mix_and_pull_back(
     _check_concentration(concentration)
     clouds = _as_clouds(codes)
     result = fgw_barycenter(clouds, **barycenter_kwargs)
+    mixed, barycenter = mix_targets(
+        result, clouds, concentration=concentration, rng=rng, own_only=own_only
+    )
+    return result, mixed, barycenter
+
+
+def mix_targets(
+    result: BarycenterResult,
+    codes: Sequence[ArrayLike],
+    *,
+    concentration: float = 0.5,
+    rng: np.random.Generator | int | None = None,
+    own_only: bool = False,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every agent's targets from a barycenter (any solver's): mixed codes and
+    barycenter, pulled back to its own samples (see :func:`mix_and_pull_back`)."""
+    _check_concentration(concentration)
+    clouds = _as_clouds(codes)
+    _check_against(result, clouds)
     proj = [t.shape[0] * (t @ z) for t, z in zip(result.plans, clouds, strict=True)]
     if own_only:
         mixed = [pull_back(result, p)[k] for k, p in enumerate(proj)]
     else:
         mixed = pull_back(result, _mix_projections(proj, concentration, _rng(rng)))
-    return result, mixed, pull_back(result, result.barycenter)
+    return mixed, pull_back(result, result.barycenter)

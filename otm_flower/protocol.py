@@ -9,8 +9,10 @@ names (see ``docs/protocol.md``). One exchange per round:
   ``barycenter-codes`` (float32, ``n_k x d``, in the order of the agent's last
   upload);
 * agent -> server reply: ArrayRecord ``otm`` with ``codes`` (float32,
-  ``n_k x d``, ``n_k <= mix-batch-size``) of a fresh batch of its own training rows,
-  and MetricRecord ``metrics`` (``num-examples``, ``agent-id``, loss terms);
+  ``n_k x d``, ``n_k <= mix-batch-size``) of a fresh batch of its own training rows
+  (with ``anchor-rate`` > 0 also ``anchor-ids``, int64, ``n_k``: each row's opaque
+  shared record id or -1, see :mod:`otm_flower.anchors`), and MetricRecord
+  ``metrics`` (``num-examples``, ``agent-id``, loss terms);
 * server -> agent ``evaluate``: ConfigRecord ``config``; reply MetricRecord
   ``metrics`` (``agent-id``, ``modality``, ``n-train``, ``n-test``, ``acc``,
   ``nmi``, ``ari``, and ``accuracy`` for classification).
@@ -30,6 +32,7 @@ KEY_ROUND = "server-round"
 KEY_VERSION = "protocol-version"
 KEY_MIX_BATCH = "mix-batch-size"
 KEY_CODES = "codes"
+KEY_ANCHORS = "anchor-ids"
 KEY_MIXED = "mixed-codes"
 KEY_BARYCENTER = "barycenter-codes"
 KEY_NUM_EXAMPLES = "num-examples"
@@ -78,3 +81,25 @@ def validate_codes(
         bad = int((~np.isfinite(codes)).sum())
         raise ProtocolError(f"codes contain {bad} NaN/Inf values")
     return codes.astype(np.float64)
+
+
+def validate_anchor_ids(ids: np.ndarray, n_rows: int) -> np.ndarray:
+    """Check uploaded anchor ids (one int per code row, -1 for none).
+
+    Raises
+    ------
+    ProtocolError
+        On a wrong dtype, shape or length, ids below -1, or repeated ids.
+    """
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ProtocolError(f"anchor ids must be integers, got dtype {ids.dtype}")
+    if ids.ndim != 1 or len(ids) != n_rows:
+        raise ProtocolError(
+            f"anchor ids must be one per code row ({n_rows}), got shape {ids.shape}"
+        )
+    if (ids < -1).any():
+        raise ProtocolError("anchor ids must be >= -1 (-1: no anchor)")
+    linked = ids[ids >= 0]
+    if len(np.unique(linked)) != len(linked):
+        raise ProtocolError("anchor ids repeat within one upload")
+    return ids.astype(np.int64)

@@ -150,6 +150,7 @@ def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
         solver=config.solver,
         concentration=config.dirichlet_concentration,
         own_only=config.method == "otm-nomix",
+        anchor_weight=config.anchor_weight,
         seed=config.seed,
     )
 

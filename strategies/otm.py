@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from logging import INFO, WARNING
 from typing import Any
@@ -23,8 +24,9 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 from flwr.supercore import log
 
 from otm_flower import protocol as P
+from otm_flower.anchored import anchored_fgw_barycenter
 from otm_flower.checkpoint import read_checkpoint, write_checkpoint
-from otm_flower.mixer import BarycenterResult, mix_and_pull_back
+from otm_flower.mixer import BarycenterResult, mix_and_pull_back, mix_targets
 from otm_flower.screening import screen_clouds
 
 MixCallback = Callable[[int, list[int], BarycenterResult], None]
@@ -78,6 +80,10 @@ class OTMStrategy(Strategy):
     on_mix : callable, optional
         Called as ``on_mix(server_round, node_ids, result)`` after each mixing, e.g.
         to record diagnostics in a simulation.
+    anchor_weight : float (default: 30.0)
+        When agents upload shared anchor ids (``anchor-rate``), the barycenter is
+        :func:`otm_flower.anchored.anchored_fgw_barycenter` with this weight of
+        its anchor-profile cost (the exact solver, whatever ``solver`` says).
     checkpoint_dir : str, optional
         When set, the strategy's state (metrics so far and every agent's pending
         mix targets) is written there after each round's evaluation; see
@@ -103,6 +109,7 @@ class OTMStrategy(Strategy):
         seed: int = 0,
         on_mix: MixCallback | None = None,
         checkpoint_dir: str | None = None,
+        anchor_weight: float = 30.0,
     ) -> None:
         if not 0.0 < fraction_train <= 1.0 or not 0.0 <= fraction_evaluate <= 1.0:
             raise ValueError(
@@ -124,6 +131,7 @@ class OTMStrategy(Strategy):
         self.seed = seed
         self.on_mix = on_mix
         self.checkpoint_dir = checkpoint_dir
+        self.anchor_weight = anchor_weight
         # Rounds completed before a resumed run started (Flower counts from 1).
         self.round_offset = 0
         # Targets of a resumed run, by agent id, until nodes are identified.
@@ -202,17 +210,17 @@ class OTMStrategy(Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Validate uploaded codes, mix them, and keep each agent's targets."""
         server_round += self.round_offset
-        uploads: list[tuple[int, np.ndarray, MetricRecord]] = []
+        uploads: list[tuple[int, np.ndarray, MetricRecord, np.ndarray | None]] = []
         for msg in replies:
             node_id = msg.metadata.src_node_id
             try:
-                agent_codes, record = self._read_train_reply(msg)
+                agent_codes, record, ids = self._read_train_reply(msg)
             except (P.ProtocolError, KeyError, TypeError) as err:
                 self._reject(server_round, node_id, str(err))
                 continue
             if self.latent_dim is None:
                 self.latent_dim = agent_codes.shape[1]
-            uploads.append((node_id, agent_codes, record))
+            uploads.append((node_id, agent_codes, record, ids))
             if isinstance(agent_id := record.get(P.KEY_AGENT), int):
                 self.node_agents[node_id] = agent_id
                 self.train_metrics[agent_id] = {
@@ -221,15 +229,16 @@ class OTMStrategy(Strategy):
         # A fixed agent order (not arrival order) keeps runs reproducible.
         uploads.sort(key=lambda u: (self.node_agents.get(u[0], u[0]), u[0]))
         reasons = screen_clouds([u[1] for u in uploads], self.outlier_factor)
-        for (node_id, _, _), reason in zip(uploads, reasons, strict=True):
+        for (node_id, *_), reason in zip(uploads, reasons, strict=True):
             if reason is not None:
                 self._reject(server_round, node_id, reason)
         uploads = [u for u, r in zip(uploads, reasons, strict=True) if r is None]
         node_ids = [u[0] for u in uploads]
         codes = [u[1] for u in uploads]
         metrics = [u[2] for u in uploads]
+        anchors = [u[3] for u in uploads]
         if len(codes) >= max(self.min_agents, 1):
-            self._mix(server_round, node_ids, codes)
+            self._mix(server_round, node_ids, codes, anchors)
         else:
             log(
                 WARNING,
@@ -240,7 +249,9 @@ class OTMStrategy(Strategy):
             )
         return None, _mean_metrics(metrics)
 
-    def _read_train_reply(self, msg: Message) -> tuple[np.ndarray, MetricRecord]:
+    def _read_train_reply(
+        self, msg: Message
+    ) -> tuple[np.ndarray, MetricRecord, np.ndarray | None]:
         if msg.has_error():
             raise P.ProtocolError(f"agent failed: {msg.error.reason}")
         content = msg.content
@@ -256,28 +267,42 @@ class OTMStrategy(Strategy):
         raw = array_record[P.KEY_CODES].numpy()
         codes = P.validate_codes(raw, self.latent_dim, self.mix_batch_size)
         self.bytes_up += raw.nbytes
-        return codes, content.metric_records[P.METRICS_RECORD]
+        ids = None
+        if P.KEY_ANCHORS in array_record:
+            raw_ids = array_record[P.KEY_ANCHORS].numpy()
+            ids = P.validate_anchor_ids(raw_ids, len(codes))
+            self.bytes_up += raw_ids.nbytes
+        return codes, content.metric_records[P.METRICS_RECORD], ids
 
     def _mix(
-        self, server_round: int, node_ids: list[int], codes: list[np.ndarray]
+        self,
+        server_round: int,
+        node_ids: list[int],
+        codes: list[np.ndarray],
+        anchors: list[np.ndarray | None] | None = None,
     ) -> None:
         start = time.perf_counter()
+        linked = anchors is not None and any(a is not None for a in anchors)
         # Fallback order: the configured barycenter, then a plain Wasserstein one.
         variants = [self.variant] + (["w"] if self.variant != "w" else [])
         outcome = None
         for variant in variants:
             try:
-                outcome = mix_and_pull_back(
-                    codes,
-                    rng=np.random.default_rng([self.seed, server_round]),
-                    concentration=self.concentration,
-                    own_only=self.own_only,
-                    alpha=self.alpha,
-                    variant=variant,  # type: ignore[arg-type]
-                    n_iter=self.barycenter_iterations,
-                    solver=self.solver,  # type: ignore[arg-type]
-                    seed=self.seed * 100_003 + server_round,
-                )
+                if linked and variant == self.variant:
+                    assert anchors is not None
+                    outcome = self._anchored_mix(server_round, codes, anchors, variant)
+                else:
+                    outcome = mix_and_pull_back(
+                        codes,
+                        rng=np.random.default_rng([self.seed, server_round]),
+                        concentration=self.concentration,
+                        own_only=self.own_only,
+                        alpha=self.alpha,
+                        variant=variant,  # type: ignore[arg-type]
+                        n_iter=self.barycenter_iterations,
+                        solver=self.solver,  # type: ignore[arg-type]
+                        seed=self.seed * 100_003 + server_round,
+                    )
                 break
             except Exception as err:  # noqa: BLE001 - a solver failure must not end the run
                 log(
@@ -367,6 +392,46 @@ class OTMStrategy(Strategy):
             _format_scores(dict(mean)),
         )
         return mean
+
+    def _anchored_mix(
+        self,
+        server_round: int,
+        codes: list[np.ndarray],
+        anchors: list[np.ndarray | None],
+        variant: str,
+    ) -> tuple[BarycenterResult, list[np.ndarray], list[np.ndarray]]:
+        """Barycenter pinned on the shared anchor ids, then the usual mixing."""
+        ids = [
+            np.full(len(z), -1, dtype=np.int64) if a is None else a
+            for z, a in zip(codes, anchors, strict=True)
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # fallback logged below
+            result = anchored_fgw_barycenter(
+                codes,
+                ids,
+                alpha=self.alpha,
+                variant=variant,  # type: ignore[arg-type]
+                n_iter=self.barycenter_iterations,
+                seed=self.seed * 100_003 + server_round,
+                anchor_weight=self.anchor_weight,
+            )
+        log(
+            INFO,
+            "round %d: %s",
+            server_round,
+            f"anchored on {len(result.anchor_ids)} shared ids"
+            if result.anchored
+            else f"too few shared ids ({result.fallback_reason}); unanchored",
+        )
+        mixed, barycenter = mix_targets(
+            result,
+            codes,
+            concentration=self.concentration,
+            rng=np.random.default_rng([self.seed, server_round]),
+            own_only=self.own_only,
+        )
+        return result, mixed, barycenter
 
     # ------------------------------------------------------------- checkpoints
     def write_checkpoint(self, server_round: int) -> None:
