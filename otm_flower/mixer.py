@@ -420,7 +420,7 @@ def fgw_barycenter(
     need_m = variant != "gw"
 
     def solve_all(
-        z: np.ndarray, prev: list[np.ndarray] | None, c_free: np.ndarray | None
+        z: np.ndarray, prev: list[Any] | None, c_free: np.ndarray | None
     ) -> tuple[list[np.ndarray], np.ndarray]:
         c = ot.dist(z, z) if need_c and c_free is None else c_free
         if c is not None and c_free is None and scale != 1.0:
@@ -431,7 +431,10 @@ def fgw_barycenter(
             if m is not None and scale != 1.0:
                 m /= scale
             g0 = None if prev is None else prev[k]
+            if prev is not None:  # drop our reference: K plans alive, not 2K
+                prev[k] = None
             plans_k, costs[k] = _solve(variant, m, c, cks[k], p, qs[k], alpha, g0)
+            del g0
             plans.append(plans_k)
         return plans, costs
 
