@@ -27,11 +27,13 @@ import numpy as np
 from otm_flower.benchmark import (
     REGIMES,
     BenchRun,
+    gains,
     load_results,
     pending,
     plan_grid,
     plot_embedding,
     result_path,
+    summary_table,
     write_summary,
 )
 from otm_flower.config import (
@@ -288,8 +290,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="plot test codes before/after training (seed 0, in-process)",
     )
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="DIR",
+        default=None,
+        help="run nothing: print the tables of the results in these bench folders",
+    )
     args = parser.parse_args(argv)
     from simulations.cli import _parse_set
+
+    if args.summarize:
+        results = [r for folder in args.summarize for r in load_results(folder)]
+        print(summary_table(results))
+        print(gains(results))
+        return 0
 
     try:
         if args.seeds < 1 or args.jobs < 1:

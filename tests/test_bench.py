@@ -128,3 +128,15 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
 def test_result_path_is_inside_runs(tmp_path: Path) -> None:
     run = BenchRun("/data/Scene-15.mat", "otm", "unaligned", 2)
     assert result_path(tmp_path, run).parent == tmp_path / "runs"
+
+
+def test_summarize_prints_tables_of_several_folders(
+    data_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("a", "b"):
+        base = ["--regimes", "unaligned", "--methods", "raw"]
+        assert _bench(data_path, tmp_path / name, *base, "--seeds", "1") == 0
+    capsys.readouterr()
+    assert main(["--summarize", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "| raw | 2 |" in out  # the two folders' runs pooled
