@@ -12,8 +12,8 @@ from flwr.app import Context, Message
 from otm_flower import protocol as P
 from otm_flower.anchors import anchor_ids, upload_rows
 from otm_flower.config import parse_run_config
-from otm_flower.data import MultiViewDataset, save_npz
 from simulations.cli import simulate_inprocess
+from tests.synthetic import clustered_views_npz
 
 
 def test_anchor_ids_are_shared_opaque_and_at_the_rate() -> None:
@@ -62,16 +62,15 @@ def test_protocol_rejects_bad_anchor_ids() -> None:
 @pytest.fixture(scope="module")
 def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three views of 5 overlapping clusters: label-free matching is ambiguous."""
-    rng = np.random.default_rng(5)
-    labels = np.arange(300) % 5
-    views = [
-        1.5 * rng.normal(size=(5, dim))[labels] + rng.normal(size=(300, dim))
-        for dim in (6, 8, 7)
-    ]
-    data = MultiViewDataset(
-        name="five", views=views, labels=labels, view_names=["a", "b", "c"]
+    return clustered_views_npz(
+        tmp_path_factory.mktemp("data") / "five.npz",
+        n=300,
+        k=5,
+        dims=(6, 8, 7),
+        spread=1.5,
+        seed=5,
+        name="five",
     )
-    return save_npz(data, tmp_path_factory.mktemp("data") / "five.npz")
 
 
 class Recorder:

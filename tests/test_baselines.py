@@ -20,6 +20,7 @@ from otm_flower.baselines import (
 )
 from otm_flower.config import RunConfig
 from otm_flower.data import MultiViewDataset, load_dataset, make_agents, save_npz
+from tests.synthetic import cluster_and_noise
 
 N, K = 90, 3  # samples, classes: 72 train and 18 test rows per view
 N_TRAIN = N - int(np.ceil(0.2 * N))
@@ -27,15 +28,7 @@ N_TRAIN = N - int(np.ceil(0.2 * N))
 
 def _dataset() -> MultiViewDataset:
     """View 0: well-separated class clusters; view 1: noise unrelated to labels."""
-    rng = np.random.default_rng(0)
-    labels = np.arange(N) % K
-    centers = 8.0 * rng.normal(size=(K, 5))
-    return MultiViewDataset(
-        name="synthetic",
-        views=[centers[labels] + rng.normal(size=(N, 5)), rng.normal(size=(N, 4))],
-        labels=labels,
-        view_names=["clusters", "noise"],
-    )
+    return cluster_and_noise(N, K)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from otm_flower.data import MultiViewDataset, save_npz
@@ -19,6 +18,7 @@ from simulations.bench_rounds import (
     rounds_markdown,
     scale_markdown,
 )
+from tests.synthetic import cluster_and_noise
 
 N, K, VIEWS = 90, 3, 2  # 72 training rows per view
 LATENT = 4
@@ -35,15 +35,8 @@ SMALL = [
 
 
 def _dataset() -> MultiViewDataset:
-    rng = np.random.default_rng(0)
-    labels = np.arange(N) % K
-    centers = 8.0 * rng.normal(size=(K, 5))
-    return MultiViewDataset(
-        name="synthetic",
-        views=[centers[labels] + rng.normal(size=(N, 5)), rng.normal(size=(N, 4))],
-        labels=labels,
-        view_names=["clusters", "noise"],
-    )
+    """View 0: well-separated class clusters; view 1: noise unrelated to labels."""
+    return cluster_and_noise(N, K)
 
 
 @pytest.fixture(scope="module")

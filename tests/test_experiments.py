@@ -11,26 +11,25 @@ import pytest
 from clients.node import SimulatedDropout, check_dropout
 from otm_flower.agent import load_agents
 from otm_flower.config import ConfigError, RunConfig, parse_run_config
-from otm_flower.data import MultiViewDataset, save_npz
 from simulations.cli import simulate_inprocess
 from simulations.inprocess import InProcessGrid
 from strategies.otm import OTMStrategy
+from tests.synthetic import clustered_views_npz
 
 N, K = 120, 3
 
 
 @pytest.fixture(scope="module")
 def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(3)
-    labels = np.arange(N) % K
-    views = [
-        6.0 * rng.normal(size=(K, dim))[labels] + rng.normal(size=(N, dim))
-        for dim in (6, 5, 8)
-    ]
-    data = MultiViewDataset(
-        name="three", views=views, labels=labels, view_names=["a", "b", "c"]
+    return clustered_views_npz(
+        tmp_path_factory.mktemp("data") / "three.npz",
+        n=N,
+        k=K,
+        dims=(6, 5, 8),
+        spread=6.0,
+        seed=3,
+        name="three",
     )
-    return save_npz(data, tmp_path_factory.mktemp("data") / "three.npz")
 
 
 def _config(path: Path, **kw: Any) -> RunConfig:

@@ -10,26 +10,25 @@ import pytest
 from flwr.app import Context, Message
 
 from otm_flower.config import RunConfig, parse_run_config
-from otm_flower.data import MultiViewDataset, save_npz
 from otm_flower.mixer import mix_and_pull_back, project, pull_back
 from otm_flower.models import WAE
 from simulations.cli import simulate, simulate_inprocess
+from tests.synthetic import clustered_views_npz
 
 N, K = 120, 3
 
 
 @pytest.fixture(scope="module")
 def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(1)
-    labels = np.arange(N) % K
-    views = [
-        6.0 * rng.normal(size=(K, dim))[labels] + rng.normal(size=(N, dim))
-        for dim in (7, 5, 9)
-    ]
-    data = MultiViewDataset(
-        name="three-views", views=views, labels=labels, view_names=["a", "b", "c"]
+    return clustered_views_npz(
+        tmp_path_factory.mktemp("data") / "three.npz",
+        n=N,
+        k=K,
+        dims=(7, 5, 9),
+        spread=6.0,
+        seed=1,
+        name="three-views",
     )
-    return save_npz(data, tmp_path_factory.mktemp("data") / "three.npz")
 
 
 def _config(path: Path, **kw: Any) -> RunConfig:
