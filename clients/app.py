@@ -38,6 +38,7 @@ from .otm_messages import (
 def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     """Train locally (with mix targets when sent) and upload a fresh batch of codes."""
     agent, n_classes = agent_for_node(config, dict(context.node_config))
+    server_round = _server_round(msg)
     restore_agent_checkpoint(config, agent.agent_id, context, ROWS_STATE)
     targets = read_mix_targets(msg, context)
     trainer = restore_trainer(config, agent, n_classes, context)
@@ -46,18 +47,14 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     if ids is None:
         rows = trainer.sample_rows(upload_size(msg, agent.n_train))
     else:  # anchored rows always go up, so the server can pin them every round
-        rng = np.random.default_rng(
-            [config.seed, agent.agent_id, _server_round(msg), 43]
-        )
+        rng = np.random.default_rng([config.seed, agent.agent_id, server_round, 43])
         rows = upload_rows(ids, upload_size(msg, agent.n_train), rng)
     folder = diagnostics_dir(config.diagnostics_dir, context.run_id)
     if folder is not None:  # local file for the simulator; never in a message
-        server_round = int(cast(int, round_config(msg).get(P.KEY_ROUND, 0)))
         save_upload_labels(folder, agent.agent_id, server_round, agent.y_train[rows])
     codes = trainer.encode(agent.x_train[rows])
     releases = _release_counts(context, agent.n_train)
     if config.dp_clip > 0:  # local DP: only clipped, noised codes leave the agent
-        server_round = int(cast(int, round_config(msg).get(P.KEY_ROUND, 0)))
         noise_rng = np.random.default_rng(
             [config.seed, agent.agent_id, server_round, 7]
         )
@@ -74,7 +71,7 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
         checkpoint_agent(
             config,
             agent.agent_id,
-            _server_round(msg),
+            server_round,
             state,
             releases.tolist(),
             [int(r) for r in rows],
@@ -112,9 +109,9 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
 
 
 def _server_round(msg: Message) -> int:
-    """The round of a train message (OTM and FedAvg both send ``server-round``)."""
-    config = msg.content.config_records.get(P.CONFIG_RECORD, ConfigRecord())
-    return int(cast(int, config.get(P.KEY_ROUND, 0)))
+    """The round of a message (OTM and FedAvg both send ``server-round``), after
+    checking the protocol version."""
+    return int(cast(int, round_config(msg).get(P.KEY_ROUND, 0)))
 
 
 def build_client_app(

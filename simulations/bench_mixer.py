@@ -448,16 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "device": args.device,
         "fast_options": dict(QUALITY_OPTIONS) if args.quality else "defaults",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "pot": ot.__version__,
-        "numpy": np.__version__,
+        **_versions(),
     }
-    if args.out is not None:
-        if args.out.suffix == ".json":
-            args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-        else:
-            args.out.write_text(f"{json.dumps(meta)}\n\n{table}\n")
+    _write_out(args.out, meta, "rows", rows, table)
     return 0
 
 
@@ -487,17 +480,31 @@ def _memory_main(args: argparse.Namespace) -> int:
         "n_iter": args.memory_n_iter,
         "threads": args.threads,
         "device": args.device,
+        **_versions(),
+    }
+    _write_out(args.out, meta, "memory", rows, table)
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "pot": ot.__version__,
         "numpy": np.__version__,
     }
-    if args.out is not None:
-        if args.out.suffix == ".json":
-            args.out.write_text(json.dumps({"meta": meta, "memory": rows}, indent=2))
-        else:
-            args.out.write_text(f"{json.dumps(meta)}\n\n{table}\n")
-    return 0
+
+
+def _write_out(
+    out: Path | None, meta: dict[str, Any], key: str, rows: list[Any], table: str
+) -> None:
+    """Write ``{"meta", key: rows}`` as JSON (``.json``), else meta and the table."""
+    if out is None:
+        return
+    if out.suffix == ".json":
+        out.write_text(json.dumps({"meta": meta, key: rows}, indent=2))
+    else:
+        out.write_text(f"{json.dumps(meta)}\n\n{table}\n")
 
 
 if __name__ == "__main__":
