@@ -25,6 +25,12 @@ then plans again) and makes each piece cheap:
   moves.
 * **Batching.** Agents whose clouds have the same size are solved together
   as one batched tensor problem (``torch.bmm``), on ``device``.
+* **Exact polish.** Entropic plans stay slightly blurred, which costs
+  objective on clustered codes. When the barycenter and a cloud have the same
+  size (uniform weights), the final plans take ``polish_steps`` exact
+  conditional-gradient steps whose linear step is an assignment problem
+  (:func:`scipy.optimize.linear_sum_assignment`, on the CPU), with the same
+  exact line search, so the objective can only go down.
 
 All costs are in the normalised units of the exact path: coordinates are
 divided by ``sqrt(scale)`` so squared distances are divided by ``scale``.
@@ -393,6 +399,43 @@ def _entropic_lmo(
     return plan, g_dual
 
 
+def _polish(prob: _Problem, t: torch.Tensor, steps: int) -> torch.Tensor:
+    """Exact conditional-gradient steps on square uniform couplings ``(B, n, n)``.
+
+    The linear step over the couplings of uniform marginals is attained at a
+    permutation (Birkhoff), found by an assignment solver on the gradient; the
+    step length is the exact line search, so no step increases the cost.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scipy.optimize import linear_sum_assignment
+
+    n = t.shape[1]
+    tr = prob.products(t)
+    workers = max(1, min(t.shape[0], torch.get_num_threads()))
+    for _ in range(steps):
+        grad, cta = prob.grad(tr)
+        vertex = torch.zeros_like(t)
+        # the assignment solver releases the GIL: one agent per thread
+        with ThreadPoolExecutor(workers) as pool:
+            matches = list(pool.map(linear_sum_assignment, grad.cpu().numpy()))
+        for b, (rows, cols) in enumerate(matches):
+            vertex[b, rows, cols] = 1.0 / n
+        dt = vertex.sub_(t)
+        dtr = prob.products(dt)
+        lin, quad = prob.lin_quad(dtr, cta)
+        step = torch.where(
+            quad > 0,
+            torch.clamp(-lin / (2.0 * quad.clamp(min=1e-30)), 0.0, 1.0),
+            (lin + quad < 0).to(t.dtype),
+        )
+        if not bool(torch.any(step > 0)):
+            break
+        t = t + dt * step[:, None, None]
+        tr = tr + dtr * step[:, None, None]
+    return t
+
+
 # ----------------------------------------------------------------------------
 # barycenter
 # ----------------------------------------------------------------------------
@@ -415,6 +458,8 @@ def fast_fgw_barycenter(
     inner_steps: int = 1,
     first_steps: int = 6,
     sinkhorn_iter: int = 10,
+    polish_steps: int = 1,
+    polish_max_n: int = 2048,
     threads: int | None = None,
 ) -> FastBarycenter:
     """Free-support FGW barycenter with entropic conditional gradient.
@@ -455,6 +500,15 @@ def fast_fgw_barycenter(
         Conditional-gradient steps of the first (cold) solve.
     sinkhorn_iter : int
         Scaling iterations per linear step (duals are warm-started).
+    polish_steps : int
+        Exact conditional-gradient steps (assignment linear step) applied to
+        each final plan whose cloud has as many points as the barycenter;
+        0 turns the polish off. Each step costs one
+        :func:`scipy.optimize.linear_sum_assignment` per agent (about
+        ``O(n^3)``, 0.05-0.2 s at n = 1024, seconds at n = 4096).
+    polish_max_n : int
+        Skip the polish above this support size (where the assignments
+        would cost more than the rest of the solve).
     threads : int, optional
         Torch CPU threads during the solve (restored afterwards). Default:
         1 for small problems (``N * max n_k <= 2**18``, where thread overhead
@@ -468,6 +522,8 @@ def fast_fgw_barycenter(
         raise ValueError(f"need 0 < eps_end <= eps_start, got {eps_start}, {eps_end}")
     if structure not in ("features", "free"):
         raise ValueError(f"structure must be 'features' or 'free', got {structure!r}")
+    if polish_steps < 0:
+        raise ValueError(f"polish_steps must be >= 0, got {polish_steps}")
     dev = torch.device(device)
     if threads is None and support.shape[0] * max(c.shape[0] for c in clouds) <= 2**18:
         threads = 1
@@ -491,6 +547,7 @@ def fast_fgw_barycenter(
             inner_steps=inner_steps,
             first_steps=first_steps,
             sinkhorn_iter=sinkhorn_iter,
+            polish_steps=polish_steps if support.shape[0] <= polish_max_n else 0,
         )
     finally:
         torch.set_num_threads(old_threads)
@@ -513,6 +570,7 @@ def _run(
     inner_steps: int,
     first_steps: int,
     sinkhorn_iter: int,
+    polish_steps: int,
 ) -> FastBarycenter:
     root = math.sqrt(scale)
     z = torch.as_tensor(support / root, dtype=dtype, device=dev)
@@ -622,6 +680,8 @@ def _run(
         cl64 = _Clouds(cl.y.to(torch.float64))
         prob = _Problem(st64, cl64, alpha)
         t64 = round_to_coupling(t.to(torch.float64).clamp(min=0.0), prob.p, cl64.q[0])
+        if polish_steps and cl64.y.shape[1] == n_bary:
+            t64 = _polish(prob, t64, polish_steps)
         c64 = prob.cost(t64).cpu().numpy()
         arr = t64.cpu().numpy()
         for j, k in enumerate(idx):

@@ -226,6 +226,32 @@ def _init_support(
     return np.concatenate([z0, extra], axis=0)
 
 
+def _valid_scale(scale: float) -> float:
+    return scale if np.isfinite(scale) and scale > 0.0 else 1.0
+
+
+def _structure_scale(clouds: list[np.ndarray], device: str) -> float:
+    """``mean_k max_ij |z_i - z_j|^2`` (the exact path's scale), in torch.
+
+    Computed on ``device`` in float64 row blocks, without forming the
+    ``n x n`` structure matrices on the host.
+    """
+    import torch
+
+    maxima = []
+    for z in clouds:
+        zt = torch.as_tensor(z, dtype=torch.float64, device=device)
+        sq = (zt * zt).sum(1)
+        block = max(1, 2**22 // zt.shape[0])
+        best = 0.0
+        for start in range(0, zt.shape[0], block):
+            rows = zt[start : start + block]
+            d = sq[start : start + block, None] + sq[None, :] - 2.0 * rows @ zt.T
+            best = max(best, float(d.max()))
+        maxima.append(max(best, 0.0))
+    return _valid_scale(float(np.mean(maxima)))
+
+
 def _solve(
     variant: str,
     m: np.ndarray | None,
@@ -388,20 +414,11 @@ def fgw_barycenter(
     eff_alpha = {"fgw": float(alpha), "w": 0.0, "gw": 1.0}[variant]
     rng = np.random.default_rng(seed)
 
-    # Structure matrices of the agents and the common normalisation scale.
-    cks = [ot.dist(z, z) for z in clouds]
-    scale = 1.0
-    if normalize_costs:
-        scale = float(np.mean([ck.max() for ck in cks]))
-        if not np.isfinite(scale) or scale <= 0.0:
-            scale = 1.0
-        for ck in cks:
-            ck /= scale
-    qs = [ot.unif(z.shape[0]) for z in clouds]
-
     bary = _init_support(clouds[init], None if n_points is None else int(n_points), rng)
     n_bary = bary.shape[0]
     if solver == "fast":
+        # The fast solver never forms the agents' structure matrices.
+        scale = _structure_scale(clouds, device) if normalize_costs else 1.0
         return _fast_barycenter(
             clouds,
             bary,
@@ -415,6 +432,14 @@ def fgw_barycenter(
             device,
             fast_options,
         )
+    # Structure matrices of the agents and the common normalisation scale.
+    cks = [ot.dist(z, z) for z in clouds]
+    scale = 1.0
+    if normalize_costs:
+        scale = _valid_scale(float(np.mean([ck.max() for ck in cks])))
+        for ck in cks:
+            ck /= scale
+    qs = [ot.unif(z.shape[0]) for z in clouds]
     p = ot.unif(n_bary)
     need_c = variant != "w"
     need_m = variant != "gw"

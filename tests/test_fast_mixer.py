@@ -176,3 +176,40 @@ def test_fast_on_cuda_matches_cpu():
     gpu = fgw_barycenter(clouds, solver="fast", n_iter=3, device="cuda")
     _check_couplings(gpu, clouds)
     assert gpu.objective == pytest.approx(cpu.objective, rel=0.02)
+
+
+@pytest.mark.parametrize("structure", ["features", "free"])
+def test_polish_gives_couplings_and_never_raises_the_objective(structure):
+    clouds = _clustered(sizes=(50, 50, 50))
+    costs = {}
+    for steps in (0, 1, 3):
+        res = fgw_barycenter(
+            clouds,
+            solver="fast",
+            structure=structure,
+            n_iter=3,
+            fast_options={"polish_steps": steps},
+        )
+        _check_couplings(res, clouds)
+        costs[steps] = res.costs
+    # the polish starts from the unpolished plans and line-searches every step
+    assert np.all(costs[1] <= costs[0] * (1 + 1e-9))
+    assert np.all(costs[3] <= costs[1] * (1 + 1e-9))
+    assert costs[3].sum() < costs[0].sum()  # blur removed on clustered codes
+
+
+def test_polish_skipped_for_other_sizes_and_above_max_n():
+    clouds = _clustered(sizes=(40, 55, 40))  # cloud 1 is not square to N = 40
+    off = fgw_barycenter(
+        clouds, solver="fast", n_iter=2, fast_options={"polish_steps": 0}
+    )
+    on = fgw_barycenter(clouds, solver="fast", n_iter=2)
+    capped = fgw_barycenter(
+        clouds, solver="fast", n_iter=2, fast_options={"polish_max_n": 39}
+    )
+    _check_couplings(on, clouds)
+    np.testing.assert_array_equal(on.plans[1], off.plans[1])
+    assert on.costs[0] < off.costs[0]
+    np.testing.assert_array_equal(capped.plans[0], off.plans[0])
+    with pytest.raises(MixerError, match="polish_steps"):
+        fgw_barycenter(clouds, solver="fast", fast_options={"polish_steps": -1})
