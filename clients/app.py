@@ -15,6 +15,13 @@ from otm_flower.anchors import upload_rows
 from otm_flower.config import RunConfig, parse_run_config
 from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
 from otm_flower.privacy import clip_and_noise, gaussian_epsilon
+from otm_flower.training import (
+    LocalTrainer,
+    append_label_block,
+    drop_label_block,
+    load_shared_parameters,
+    shared_parameters,
+)
 
 from .fedavg import handle_fedavg_evaluate, handle_fedavg_train
 from .node import (
@@ -29,6 +36,7 @@ from .otm_messages import (
     ROWS_STATE,
     evaluate_reply,
     read_mix_targets,
+    read_shared_arrays,
     round_config,
     train_reply,
     upload_size,
@@ -41,7 +49,10 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     server_round = _server_round(msg)
     restore_agent_checkpoint(config, agent.agent_id, context, ROWS_STATE)
     targets = read_mix_targets(msg, context)
+    if targets is not None and config.label_cost:
+        targets = drop_label_block(targets, config.latent_dim, n_classes)
     trainer = restore_trainer(config, agent, n_classes, context)
+    load_global_parameters(msg, trainer, config)
     losses = trainer.train(config.local_epochs, targets)
     ids = agent_anchor_ids(agent, config)
     if ids is None:
@@ -62,6 +73,10 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
         np.add.at(releases, rows, 1)
         losses["dp-epsilon"] = gaussian_epsilon(
             config.dp_noise, int(releases.max()), config.dp_delta
+        )
+    if config.label_cost:  # the class of each uploaded code, in the clear
+        codes = append_label_block(
+            codes, agent.y_train[rows], n_classes, config.label_cost_weight
         )
     state = trainer.state_bytes()
     context.state.config_records[STATE_KEY] = ConfigRecord(
@@ -85,7 +100,36 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
         n_train=agent.n_train,
         metrics=losses,
         anchor_ids=None if ids is None else ids[rows],
+        shared_arrays=None
+        if config.shared_parameters == "none"
+        else shared_parameters(trainer.model, config.shared_parameters),
     )
+
+
+def load_global_parameters(
+    msg: Message, trainer: LocalTrainer, config: RunConfig
+) -> bool:
+    """Load the server's averaged shared parameters (``otm-fedavg``/``otm-head``).
+
+    Returns ``False`` when there is nothing to load: a method that shares no
+    parameters, or no average yet (round 1: each agent's own initialisation).
+
+    Raises
+    ------
+    ProtocolError
+        When the method shares no parameters but the server sent some.
+    ValueError
+        When the averaged parameters do not fit the agent's model.
+    """
+    arrays = read_shared_arrays(msg)
+    if arrays is None:
+        return False
+    if config.shared_parameters == "none":
+        raise P.ProtocolError(
+            f"server sent shared parameters, but method {config.method!r} shares none"
+        )
+    load_shared_parameters(trainer.model, config.shared_parameters, arrays)
+    return True
 
 
 def _release_counts(context: Context, n_train: int) -> np.ndarray:
@@ -101,6 +145,7 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
     round_config(msg)
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     trainer = restore_trainer(config, agent, n_classes, context)
+    load_global_parameters(msg, trainer, config)  # scored with the global layers
     metrics: dict[str, int | float] = {
         **evaluate_agent(trainer, agent, n_classes, config),
         **agent_facts(agent),
@@ -118,6 +163,10 @@ def build_client_app(
     config: RunConfig | None = None, mods: list[Mod] | None = None
 ) -> ClientApp:
     """Create the agents' ClientApp (OTM; or FedAvg when ``method`` is fedavg).
+
+    Every OTM method (``otm``, its ablations, and the hybrids ``otm-fedavg`` and
+    ``otm-head`` that also load and upload shared parameters) goes through
+    :func:`handle_train` / :func:`handle_evaluate`.
 
     Parameters
     ----------

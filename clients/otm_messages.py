@@ -2,7 +2,9 @@
 
 Use these from your own Flower ClientApp to take part in OTM with your own encoder
 and decoder (see ``examples/custom_model``). Only latent codes and scalar metrics
-go into the replies; which rows were encoded stays in the node's ``context.state``.
+go into the replies (and, for the hybrids ``otm-fedavg`` / ``otm-head``, the
+shared model parameters); which rows were encoded stays in the node's
+``context.state``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from flwr.app import (
 )
 
 from otm_flower import protocol as P
+from otm_flower.averaging import SHARED_RECORD
 from otm_flower.training import MixTargets
 
 ROWS_STATE = "otm-upload"
@@ -83,6 +86,18 @@ def read_mix_targets(msg: Message, context: Context) -> MixTargets | None:
     return MixTargets(rows, mixed, barycenter)
 
 
+def read_shared_arrays(msg: Message) -> dict[str, np.ndarray] | None:
+    """The server's averaged shared parameters (``otm-fedavg``/``otm-head``).
+
+    Returns ``None`` when the message carries none (every OTM method in round 1,
+    and methods that share no parameters).
+    """
+    record = msg.content.array_records.get(SHARED_RECORD)
+    if record is None or len(record) == 0:
+        return None
+    return {key: array.numpy() for key, array in record.items()}
+
+
 def upload_size(msg: Message, n_train: int) -> int:
     """Codes to upload: the server's ``mix-batch-size``, at most ``n_train``."""
     size = int(cast(int, round_config(msg).get(P.KEY_MIX_BATCH, n_train)))
@@ -99,6 +114,7 @@ def train_reply(
     n_train: int,
     metrics: Mapping[str, float] | None = None,
     anchor_ids: np.ndarray | None = None,
+    shared_arrays: Mapping[str, np.ndarray] | None = None,
 ) -> Message:
     """Reply to an OTM ``train`` message with the codes of ``rows``.
 
@@ -120,6 +136,10 @@ def train_reply(
     anchor_ids : np.ndarray, optional
         Opaque shared record id of each row, -1 for none (see
         :mod:`otm_flower.anchors`); sent only when given.
+    shared_arrays : Mapping[str, np.ndarray], optional
+        The agent's trained shared parameters (``otm-fedavg``: every shared-shape
+        layer; ``otm-head``: the task head), sent in ArrayRecord
+        :data:`otm_flower.averaging.SHARED_RECORD` for the server to average.
     """
     codes = np.asarray(codes, dtype=np.float32)
     if codes.ndim != 2 or len(codes) != len(rows):
@@ -141,6 +161,10 @@ def train_reply(
             P.METRICS_RECORD: MetricRecord(values),
         }
     )
+    if shared_arrays is not None:
+        content[SHARED_RECORD] = ArrayRecord(
+            {key: Array(np.asarray(value)) for key, value in shared_arrays.items()}
+        )
     return Message(content=content, reply_to=msg)
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .config import METHOD_TASK
+
 #: Regime name -> run-config overrides. Adding a regime is one entry here.
 REGIMES: dict[str, dict[str, Any]] = {
     "unaligned": {"task": "clustering", "unaligned-rate": 1.0},
@@ -34,6 +36,7 @@ METHOD_ORDER = (
     "otm-gw",
     "otm-nomix",
     "otm-fedavg",
+    "otm-head",
     "fedavg",
     "local",
     "raw",
@@ -165,6 +168,13 @@ def plan_grid(
     if unknown:
         raise ValueError(f"unknown regime(s) {unknown}; known: {', '.join(REGIMES)}")
     return [BenchRun(d, m, r, s) for d in ds for r in rs for s in ss for m in ms]
+
+
+def applies(run: BenchRun) -> bool:
+    """Whether the run's method can run in its regime (``otm-head`` needs a task
+    head, so only the classification regime)."""
+    task = REGIMES[run.regime].get("task", "clustering")
+    return METHOD_TASK.get(run.method, task) == task
 
 
 def result_path(out_dir: str | Path, run: BenchRun) -> Path:

@@ -22,15 +22,26 @@ METHODS = (
     "otm-w",
     "otm-gw",
     "otm-nomix",
+    "otm-fedavg",
+    "otm-head",
     "fedavg",
     "local",
     "raw",
     "oracle",
 )
-OTM_METHODS = ("otm", "otm-w", "otm-gw", "otm-nomix")
+OTM_METHODS = ("otm", "otm-w", "otm-gw", "otm-nomix", "otm-fedavg", "otm-head")
+#: OTM hybrids that also average parameters; left out of benchmark defaults.
+HYBRID_METHODS = ("otm-fedavg", "otm-head")
+#: Methods that only make sense for one task (method -> task).
+METHOD_TASK = {"otm-head": "classification"}
+#: Parameter sharing modes of the OTM strategy (see ``RunConfig.shared_parameters``).
+SHARING_MODES = ("none", "all", "head")
 BASELINE_METHODS = ("local", "raw", "oracle")
 # Ablations fix the barycenter variant; "otm" uses the barycenter-variant key.
 _METHOD_VARIANT = {"otm-w": "w", "otm-gw": "gw"}
+# OTM hybrids that also average parameters every round: every shared-shape layer
+# (``WAE.shared_state``) or only the task head (``WAE.head_state``).
+_METHOD_SHARING = {"otm-fedavg": "all", "otm-head": "head"}
 
 
 class ConfigError(ValueError):
@@ -68,6 +79,7 @@ class RunConfig:
     validation_fraction: float = 0.0
     anchor_rate: float = 0.0
     anchor_weight: float = 30.0
+    label_cost_weight: float = 0.0
     min_agents: int = 2
     outlier_factor: float = 10.0
     dp_clip: float = 0.0
@@ -124,6 +136,17 @@ class RunConfig:
             (self.corrupt_noise >= 0, "corrupt-noise must be >= 0"),
             (0.0 <= self.anchor_rate <= 1.0, "anchor-rate must be in [0, 1]"),
             (self.anchor_weight > 0, "anchor-weight must be > 0"),
+            (self.label_cost_weight >= 0, "label-cost-weight must be >= 0 (0: off)"),
+            (
+                self.label_cost_weight <= 0 or self.task == "classification",
+                "label-cost-weight > 0 needs task=classification (it appends the "
+                "agents' labels to their uploaded codes)",
+            ),
+            (
+                METHOD_TASK.get(self.method, self.task) == self.task,
+                "method otm-head averages the task head, which only "
+                "task=classification has (use otm-fedavg for clustering)",
+            ),
             (
                 not self.resume or bool(self.checkpoint_dir),
                 "resume needs checkpoint-dir (the folder of the run to resume)",
@@ -147,6 +170,21 @@ class RunConfig:
     def variant(self) -> str:
         """The barycenter variant the method uses (``otm-w``: w, ``otm-gw``: gw)."""
         return _METHOD_VARIANT.get(self.method, self.barycenter_variant)
+
+    @property
+    def shared_parameters(self) -> str:
+        """Parameters the OTM strategy also averages every round.
+
+        ``"all"`` (``otm-fedavg``: everything ``WAE.shared_state`` returns),
+        ``"head"`` (``otm-head``: the task head only) or ``"none"`` (every other
+        method; ``fedavg`` averages through Flower's own strategy instead).
+        """
+        return _METHOD_SHARING.get(self.method, "none")
+
+    @property
+    def label_cost(self) -> bool:
+        """Whether OTM uploads carry the label block (``label-cost-weight`` > 0)."""
+        return self.label_cost_weight > 0 and self.method in OTM_METHODS
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a kebab-case mapping (Flower run-config style)."""

@@ -88,25 +88,59 @@ class WAE(nn.Module):
         ValueError
             When keys are missing or unexpected, or a shape differs.
         """
-        own = self.shared_state()
-        missing, unexpected = own.keys() - state.keys(), state.keys() - own.keys()
-        if missing or unexpected:
-            raise ValueError(
-                f"shared state mismatch: missing {sorted(missing)}, "
-                f"unexpected {sorted(unexpected)}"
-            )
-        for key, value in state.items():
-            if tuple(value.shape) != tuple(own[key].shape):
-                raise ValueError(
-                    f"shared state {key!r}: shape {tuple(value.shape)}, "
-                    f"expected {tuple(own[key].shape)}"
-                )
+        _check_state("shared state", self.shared_state(), state)
+        self.load_state_dict(state, strict=False)
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """The task head's parameters (``head.*`` keys), as ``otm-head`` averages.
+
+        Raises
+        ------
+        ValueError
+            When the model has no task head (``num_classes`` 0, clustering).
+        """
+        if self.head is None:
+            raise ValueError("this WAE has no task head (num_classes=0)")
+        return {
+            key: value.detach().clone()
+            for key, value in self.state_dict().items()
+            if key.startswith("head.")
+        }
+
+    def load_head_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what :meth:`head_state` returns (e.g. averaged over agents).
+
+        Raises
+        ------
+        ValueError
+            When the model has no head, or keys or shapes differ from its head's.
+        """
+        own = self.head_state()
+        _check_state("head state", own, state)
         self.load_state_dict(state, strict=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(codes, reconstruction)``."""
         z = self.encode(x)
         return z, self.decode(z)
+
+
+def _check_state(
+    what: str, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> None:
+    """Raise ValueError unless ``state`` has exactly ``own``'s keys and shapes."""
+    missing, unexpected = own.keys() - state.keys(), state.keys() - own.keys()
+    if missing or unexpected:
+        raise ValueError(
+            f"{what} mismatch: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}"
+        )
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise ValueError(
+                f"{what} {key!r}: shape {tuple(value.shape)}, "
+                f"expected {tuple(own[key].shape)}"
+            )
 
 
 def mmd_imq(z: torch.Tensor, prior: torch.Tensor, scale: float = 1.0) -> torch.Tensor:

@@ -16,6 +16,11 @@ names (see ``docs/protocol.md``). One exchange per round:
 * server -> agent ``evaluate``: ConfigRecord ``config``; reply MetricRecord
   ``metrics`` (``agent-id``, ``modality``, ``n-train``, ``n-test``, ``acc``,
   ``nmi``, ``ari``, and ``accuracy`` for classification).
+
+The hybrids ``otm-fedavg``/``otm-head`` add ArrayRecord ``shared`` (model
+parameters, :mod:`otm_flower.averaging`) in both directions, and
+``label-cost-weight`` > 0 widens the codes by a scaled one-hot label block; see
+``docs/protocol.md``.
 """
 
 from __future__ import annotations

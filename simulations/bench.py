@@ -27,6 +27,7 @@ import numpy as np
 from otm_flower.benchmark import (
     REGIMES,
     BenchRun,
+    applies,
     gains,
     load_results,
     pending,
@@ -38,12 +39,17 @@ from otm_flower.benchmark import (
 )
 from otm_flower.config import (
     BASELINE_METHODS,
+    HYBRID_METHODS,
+    METHOD_TASK,
     METHODS,
     ConfigError,
     RunConfig,
     parse_run_config,
 )
 from otm_flower.results import write_result
+
+#: ``--methods`` default: every method but the OTM hybrids (name them to run them).
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in HYBRID_METHODS)
 
 DEFAULT_HYPERPARAMETERS = (
     Path(__file__).resolve().parent.parent / "configs" / "hyperparameters.toml"
@@ -261,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--datasets", default="handwritten", help="comma separated")
     parser.add_argument(
-        "--methods", default=",".join(METHODS), help="comma separated (default: all)"
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help=f"comma separated, of {', '.join(METHODS)} (default: all but "
+        f"{', '.join(HYBRID_METHODS)})",
     )
     parser.add_argument(
         "--regimes",
@@ -321,6 +330,16 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted({r.method for r in runs} - set(METHODS))
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; valid: {METHODS}")
+        skipped = sorted({(r.method, r.regime) for r in runs if not applies(r)})
+        for method, regime in skipped:
+            print(
+                f"bench: skipping {method} in regime {regime} "
+                f"(it needs task={METHOD_TASK[method]})",
+                file=sys.stderr,
+            )
+        runs = [r for r in runs if applies(r)]
+        if not runs:
+            raise ConfigError("no method of --methods applies to --regimes")
         if args.embeddings and args.runtime != "inprocess":
             raise ConfigError("--embeddings needs --runtime inprocess")
         done, failed = run_grid(

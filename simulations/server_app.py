@@ -14,7 +14,13 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
 from otm_flower import protocol as P
-from otm_flower.config import BASELINE_METHODS, RunConfig, parse_run_config
+from otm_flower.config import (
+    BASELINE_METHODS,
+    OTM_METHODS,
+    ConfigError,
+    RunConfig,
+    parse_run_config,
+)
 from otm_flower.data import load_dataset
 from otm_flower.diagnostics import diagnostics_dir, load_upload_labels
 from otm_flower.metrics import coupling_agreement
@@ -134,7 +140,9 @@ def identify_agents(grid: Grid, timeout: float) -> dict[int, int]:
 def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
     """The OTMStrategy a run config describes.
 
-    Rounds go on with whoever is connected, as long as ``min-agents`` are.
+    Rounds go on with whoever is connected, as long as ``min-agents`` are. The
+    hybrids ``otm-fedavg`` / ``otm-head`` also average shared parameters
+    (``share``); ``label-cost-weight`` > 0 makes uploads carry a label block.
     """
     min_agents = min(config.min_agents, num_agents)
     return OTMStrategy(
@@ -152,6 +160,8 @@ def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
         own_only=config.method == "otm-nomix",
         anchor_weight=config.anchor_weight,
         seed=config.seed,
+        share=config.shared_parameters,
+        label_cost=config.label_cost,
     )
 
 
@@ -224,9 +234,16 @@ def finish_run(result: dict[str, Any], config: RunConfig, run_id: int) -> None:
 def run_method(grid: Grid, config: RunConfig) -> dict[str, Any]:
     """Run ``config.method`` on ``grid`` and return its result document.
 
-    OTM and its ablations run :func:`run_otm`; ``fedavg`` runs Flower's FedAvg over
-    the agents' shared layers; the non-federated baselines (``local``, ``raw``,
-    ``oracle``) need no agents and run in this process on the simulation's data.
+    OTM, its ablations and the hybrids ``otm-fedavg`` / ``otm-head`` (OTM mixing
+    plus per-round averaging of shared parameters) run :func:`run_otm`;
+    ``fedavg`` runs Flower's FedAvg over the agents' shared layers; the
+    non-federated baselines (``local``, ``raw``, ``oracle``) need no agents and
+    run in this process on the simulation's data.
+
+    Raises
+    ------
+    ConfigError
+        On a method none of these covers.
     """
     if config.method == "fedavg":
         from simulations.fedavg_server import run_fedavg
@@ -243,7 +260,9 @@ def run_method(grid: Grid, config: RunConfig) -> dict[str, Any]:
         result = run_baseline(config, progress=lambda line: log(INFO, "%s", line))
         finish_run(result, config, grid.run.run_id)
         return result
-    return run_otm(grid, config)
+    if config.method in OTM_METHODS:
+        return run_otm(grid, config)
+    raise ConfigError(f"no server for method {config.method!r}")
 
 
 def _privacy_report(config: RunConfig, strategy: OTMStrategy) -> dict[str, Any] | None:

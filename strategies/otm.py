@@ -25,11 +25,40 @@ from flwr.supercore import log
 
 from otm_flower import protocol as P
 from otm_flower.anchored import anchored_fgw_barycenter
-from otm_flower.checkpoint import read_checkpoint, write_checkpoint
+from otm_flower.averaging import (
+    KEY_SHARING,
+    SHARED_RECORD,
+    validate_shared,
+    weighted_average,
+)
+from otm_flower.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from otm_flower.mixer import BarycenterResult, mix_and_pull_back, mix_targets
 from otm_flower.screening import screen_clouds
 
 MixCallback = Callable[[int, list[int], BarycenterResult], None]
+SHARING = ("none", "all", "head")
+
+
+class _Upload:
+    """One agent's accepted train reply, while a round is aggregated."""
+
+    __slots__ = ("node_id", "codes", "metrics", "anchors", "shared", "weight")
+
+    def __init__(
+        self,
+        node_id: int,
+        codes: np.ndarray,
+        metrics: MetricRecord,
+        anchors: np.ndarray | None,
+        shared: dict[str, np.ndarray] | None,
+        weight: float,
+    ) -> None:
+        self.node_id = node_id
+        self.codes = codes
+        self.metrics = metrics
+        self.anchors = anchors
+        self.shared = shared
+        self.weight = weight
 
 
 class OTMStrategy(Strategy):
@@ -40,7 +69,8 @@ class OTMStrategy(Strategy):
     fused Gromov-Wasserstein barycenter of those code clouds, mixes the agents'
     projections with Dirichlet weights, and sends each agent, in the next round,
     only its own pulled-back mixed codes (and pulled-back barycenter). No model
-    parameters are exchanged. See ``docs/protocol.md`` for the message format.
+    parameters are exchanged, except by the hybrids ``otm-fedavg`` / ``otm-head``
+    (``share``). See ``docs/protocol.md`` for the message format.
 
     Parameters
     ----------
@@ -85,9 +115,23 @@ class OTMStrategy(Strategy):
         :func:`otm_flower.anchored.anchored_fgw_barycenter` with this weight of
         its anchor-profile cost (the exact solver, whatever ``solver`` says).
     checkpoint_dir : str, optional
-        When set, the strategy's state (metrics so far and every agent's pending
-        mix targets) is written there after each round's evaluation; see
-        :meth:`resume_from`.
+        When set, the strategy's state (metrics so far, every agent's pending
+        mix targets and the latest parameter average) is written there after each
+        round's evaluation; see :meth:`resume_from`.
+    share : {"none", "all", "head"} (default: "none")
+        Also federated-average parameters every round (``otm-fedavg``: ``"all"``,
+        what ``WAE.shared_state`` returns; ``otm-head``: ``"head"``, the task head
+        only). Every accepted train reply must then carry ArrayRecord
+        :data:`otm_flower.averaging.SHARED_RECORD` with finite float arrays of the
+        same keys and shapes; the strategy averages those of the replies it mixes,
+        weighted by ``num-examples``, and sends the average with every later
+        ``train`` and ``evaluate`` message. Replies with NaN/Inf or mismatched
+        arrays are rejected whole (their codes are not mixed either).
+    label_cost : bool (default: False)
+        Uploads carry a label block after their ``latent_dim`` latent columns
+        (run config ``label-cost-weight`` > 0): codes must then be wider than
+        ``latent_dim`` and every agent's as wide as the first accepted width;
+        they are mixed unchanged.
     """
 
     def __init__(
@@ -110,11 +154,15 @@ class OTMStrategy(Strategy):
         on_mix: MixCallback | None = None,
         checkpoint_dir: str | None = None,
         anchor_weight: float = 30.0,
+        share: str = "none",
+        label_cost: bool = False,
     ) -> None:
         if not 0.0 < fraction_train <= 1.0 or not 0.0 <= fraction_evaluate <= 1.0:
             raise ValueError(
                 "fraction_train must be in (0, 1], fraction_evaluate in [0, 1]"
             )
+        if share not in SHARING:
+            raise ValueError(f"share must be one of {SHARING}, got {share!r}")
         self.fraction_train = fraction_train
         self.fraction_evaluate = fraction_evaluate
         self.min_available_nodes = min_available_nodes
@@ -132,6 +180,12 @@ class OTMStrategy(Strategy):
         self.on_mix = on_mix
         self.checkpoint_dir = checkpoint_dir
         self.anchor_weight = anchor_weight
+        self.share = share
+        self.label_cost = label_cost
+        # Width of label-extended uploads, fixed by the first accepted round.
+        self.code_width: int | None = None
+        # Latest example-weighted average of the shared parameters (share != none).
+        self.shared: dict[str, np.ndarray] | None = None
         # Rounds completed before a resumed run started (Flower counts from 1).
         self.round_offset = 0
         # Targets of a resumed run, by agent id, until nodes are identified.
@@ -197,6 +251,7 @@ class OTMStrategy(Strategy):
                 )
                 self.bytes_down += 4 * (mixed.size + barycenter.size)
                 content[P.CODES_RECORD] = payload
+            self._attach_shared(content)
             messages.append(
                 Message(
                     content=content, message_type=MessageType.TRAIN, dst_node_id=node_id
@@ -208,35 +263,44 @@ class OTMStrategy(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Validate uploaded codes, mix them, and keep each agent's targets."""
+        """Validate uploaded codes, mix them, and keep each agent's targets.
+
+        With ``share``, also average the accepted replies' shared parameters
+        (kept for the next round's messages; returned as the round's arrays).
+        """
         server_round += self.round_offset
-        uploads: list[tuple[int, np.ndarray, MetricRecord, np.ndarray | None]] = []
+        uploads: list[_Upload] = []
         for msg in replies:
             node_id = msg.metadata.src_node_id
             try:
-                agent_codes, record, ids = self._read_train_reply(msg)
+                upload = self._read_train_reply(msg)
             except (P.ProtocolError, KeyError, TypeError) as err:
                 self._reject(server_round, node_id, str(err))
                 continue
             if self.latent_dim is None:
-                self.latent_dim = agent_codes.shape[1]
-            uploads.append((node_id, agent_codes, record, ids))
+                self.latent_dim = upload.codes.shape[1]
+            uploads.append(upload)
+            record = upload.metrics
             if isinstance(agent_id := record.get(P.KEY_AGENT), int):
                 self.node_agents[node_id] = agent_id
                 self.train_metrics[agent_id] = {
                     k: float(v) for k, v in record.items() if isinstance(v, int | float)
                 }
         # A fixed agent order (not arrival order) keeps runs reproducible.
-        uploads.sort(key=lambda u: (self.node_agents.get(u[0], u[0]), u[0]))
-        reasons = screen_clouds([u[1] for u in uploads], self.outlier_factor)
-        for (node_id, *_), reason in zip(uploads, reasons, strict=True):
+        uploads.sort(
+            key=lambda u: (self.node_agents.get(u.node_id, u.node_id), u.node_id)
+        )
+        uploads = self._check_consistency(server_round, uploads)
+        reasons = screen_clouds([u.codes for u in uploads], self.outlier_factor)
+        for upload, reason in zip(uploads, reasons, strict=True):
             if reason is not None:
-                self._reject(server_round, node_id, reason)
+                self._reject(server_round, upload.node_id, reason)
         uploads = [u for u, r in zip(uploads, reasons, strict=True) if r is None]
-        node_ids = [u[0] for u in uploads]
-        codes = [u[1] for u in uploads]
-        metrics = [u[2] for u in uploads]
-        anchors = [u[3] for u in uploads]
+        node_ids = [u.node_id for u in uploads]
+        codes = [u.codes for u in uploads]
+        metrics = [u.metrics for u in uploads]
+        anchors = [u.anchors for u in uploads]
+        arrays = self._average(server_round, uploads)
         if len(codes) >= max(self.min_agents, 1):
             self._mix(server_round, node_ids, codes, anchors)
         else:
@@ -247,11 +311,90 @@ class OTMStrategy(Strategy):
                 len(codes),
                 self.min_agents,
             )
-        return None, _mean_metrics(metrics)
+        return arrays, _mean_metrics(metrics)
 
-    def _read_train_reply(
-        self, msg: Message
-    ) -> tuple[np.ndarray, MetricRecord, np.ndarray | None]:
+    def _check_consistency(
+        self, server_round: int, uploads: list[_Upload]
+    ) -> list[_Upload]:
+        """Reject uploads unlike the others: code width (label block) and shared
+        arrays' keys and shapes (against the current average, else the most
+        common keys and shapes of the round)."""
+        if self.label_cost and uploads:
+            width = self.code_width
+            if width is None:  # the most common width (ties: the narrowest)
+                values, counts = np.unique(
+                    [u.codes.shape[1] for u in uploads], return_counts=True
+                )
+                width = int(values[np.argmax(counts)])
+            kept = []
+            for upload in uploads:
+                if upload.codes.shape[1] == width:
+                    kept.append(upload)
+                else:
+                    self._reject(
+                        server_round,
+                        upload.node_id,
+                        f"codes have {upload.codes.shape[1]} columns, the other "
+                        f"agents' {width} (latent-dim {self.latent_dim} + one label "
+                        "column per class)",
+                    )
+            uploads = kept
+            if uploads:
+                self.code_width = width
+        if self.share == "none" or not uploads:
+            return uploads
+        reference = self.shared
+        if reference is None:  # the most common keys and shapes (ties: first)
+            signatures = [_signature(u.shared or {}) for u in uploads]
+            best = max(signatures, key=signatures.count)
+            reference = uploads[signatures.index(best)].shared
+        kept = []
+        for upload in uploads:
+            assert upload.shared is not None
+            try:
+                validate_shared(upload.shared, scope=self.share, reference=reference)
+            except P.ProtocolError as err:
+                self._reject(server_round, upload.node_id, str(err))
+                continue
+            kept.append(upload)
+        return kept
+
+    def _average(self, server_round: int, uploads: list[_Upload]) -> ArrayRecord | None:
+        """Example-weighted average of the accepted uploads' shared parameters;
+        keeps the previous average when no upload is left."""
+        if self.share == "none":
+            return None
+        if uploads:
+            shared = [u.shared for u in uploads if u.shared is not None]
+            self.shared = weighted_average(shared, [u.weight for u in uploads])
+            log(
+                INFO,
+                "round %d: averaged %s parameters of %d agents (%d arrays)",
+                server_round,
+                self.share,
+                len(uploads),
+                len(self.shared),
+            )
+        elif self.shared is not None:
+            log(
+                WARNING,
+                "round %d: no accepted parameters; the previous average stays",
+                server_round,
+            )
+        if self.shared is None:
+            return None
+        return ArrayRecord({k: Array(v) for k, v in self.shared.items()})
+
+    def _attach_shared(self, content: RecordDict) -> None:
+        """Add the latest parameter average to a message (and count its bytes)."""
+        if self.share == "none" or self.shared is None:
+            return
+        content[SHARED_RECORD] = ArrayRecord(
+            {key: Array(value) for key, value in self.shared.items()}
+        )
+        self.bytes_down += sum(v.nbytes for v in self.shared.values())
+
+    def _read_train_reply(self, msg: Message) -> _Upload:
         if msg.has_error():
             raise P.ProtocolError(f"agent failed: {msg.error.reason}")
         content = msg.content
@@ -265,14 +408,45 @@ class OTMStrategy(Strategy):
                 f"record {P.CODES_RECORD!r} has no array {P.KEY_CODES!r}"
             )
         raw = array_record[P.KEY_CODES].numpy()
-        codes = P.validate_codes(raw, self.latent_dim, self.mix_batch_size)
+        width = None if self.label_cost else self.latent_dim
+        codes = P.validate_codes(raw, width, self.mix_batch_size)
+        if self.label_cost and self.latent_dim is not None:
+            if codes.shape[1] <= self.latent_dim:
+                raise P.ProtocolError(
+                    f"codes have {codes.shape[1]} columns; with label-cost-weight > "
+                    f"0 they need latent-dim {self.latent_dim} + one per class"
+                )
         self.bytes_up += raw.nbytes
         ids = None
         if P.KEY_ANCHORS in array_record:
             raw_ids = array_record[P.KEY_ANCHORS].numpy()
             ids = P.validate_anchor_ids(raw_ids, len(codes))
             self.bytes_up += raw_ids.nbytes
-        return codes, content.metric_records[P.METRICS_RECORD], ids
+        metrics = content.metric_records[P.METRICS_RECORD]
+        shared = None
+        weight = 1.0
+        if self.share != "none":
+            if SHARED_RECORD not in content.array_records:
+                raise P.ProtocolError(
+                    f"reply has no ArrayRecord {SHARED_RECORD!r} "
+                    f"(this run averages {self.share!r} parameters)"
+                )
+            record = content.array_records[SHARED_RECORD]
+            raw_shared = {key: array.numpy() for key, array in record.items()}
+            self.bytes_up += sum(v.nbytes for v in raw_shared.values())
+            shared = validate_shared(raw_shared, scope=self.share)
+            count = metrics.get(P.KEY_NUM_EXAMPLES)
+            if (
+                not isinstance(count, int | float)
+                or isinstance(count, bool)
+                or not count > 0
+            ):
+                raise P.ProtocolError(
+                    f"metric {P.KEY_NUM_EXAMPLES!r} must be a positive number to "
+                    f"weight the average, got {count!r}"
+                )
+            weight = float(count)
+        return _Upload(msg.metadata.src_node_id, codes, metrics, ids, shared, weight)
 
     def _mix(
         self,
@@ -350,11 +524,20 @@ class OTMStrategy(Strategy):
         server_round += self.round_offset
         if self.fraction_evaluate == 0.0:
             return []
-        record = RecordDict({P.CONFIG_RECORD: self._round_config(config, server_round)})
-        return [
-            Message(content=record, message_type=MessageType.EVALUATE, dst_node_id=n)
-            for n in self._sample(grid, self.fraction_evaluate, server_round)
-        ]
+        messages = []
+        for node_id in self._sample(grid, self.fraction_evaluate, server_round):
+            record = RecordDict(
+                {P.CONFIG_RECORD: self._round_config(config, server_round)}
+            )
+            self._attach_shared(record)  # scored with the global shared layers
+            messages.append(
+                Message(
+                    content=record,
+                    message_type=MessageType.EVALUATE,
+                    dst_node_id=node_id,
+                )
+            )
+        return messages
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -444,9 +627,14 @@ class OTMStrategy(Strategy):
                 continue
             arrays[f"mixed-{agent}"] = mixed
             arrays[f"barycenter-{agent}"] = barycenter
+        for key, value in (self.shared or {}).items():
+            arrays[f"shared-{key}"] = value
         meta = {
             "round": server_round,
             "latent_dim": self.latent_dim,
+            "code_width": self.code_width,
+            "share": self.share,
+            "shared_keys": None if self.shared is None else list(self.shared),
             "bytes_up": self.bytes_up,
             "bytes_down": self.bytes_down,
             "mix_seconds": self.mix_seconds,
@@ -477,8 +665,19 @@ class OTMStrategy(Strategy):
             When the checkpoint is missing or unreadable.
         """
         meta, arrays, _ = read_checkpoint(folder, "server")
+        share = meta.get("share", "none")
+        if share != self.share:
+            raise CheckpointError(
+                f"checkpoint in {folder} averages {share!r} parameters, this run "
+                f"{self.share!r}: resume with the same method"
+            )
         self.round_offset = int(meta["round"])
         self.latent_dim = meta["latent_dim"]
+        self.code_width = meta.get("code_width")
+        keys = meta.get("shared_keys")
+        self.shared = (
+            None if keys is None else {key: arrays[f"shared-{key}"] for key in keys}
+        )
         self.bytes_up = int(meta["bytes_up"])
         self.bytes_down = int(meta["bytes_down"])
         self.mix_seconds = [float(s) for s in meta["mix_seconds"]]
@@ -524,11 +723,18 @@ class OTMStrategy(Strategy):
         out[P.KEY_ROUND] = server_round
         out[P.KEY_VERSION] = P.PROTOCOL_VERSION
         out[P.KEY_MIX_BATCH] = self.mix_batch_size
+        if self.share != "none":
+            out[KEY_SHARING] = self.share
         return out
 
     def _reject(self, server_round: int, node_id: int, reason: str) -> None:
         self.rejected.append((server_round, node_id, reason))
         log(WARNING, "round %d: node %d left out: %s", server_round, node_id, reason)
+
+
+def _signature(arrays: Mapping[str, np.ndarray]) -> tuple[tuple[str, tuple], ...]:
+    """Keys and shapes of a set of arrays (to find the agents' common layout)."""
+    return tuple(sorted((key, np.shape(value)) for key, value in arrays.items()))
 
 
 def _format_scores(metrics: Mapping[str, Any]) -> str:
