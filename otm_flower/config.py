@@ -10,6 +10,7 @@ run``, tests).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +67,8 @@ class RunConfig:
     fgw_alpha: float = 0.5
     barycenter_iterations: int = 5
     barycenter_variant: str = "fgw"
-    solver: str = "exact"
+    solver: str = "fast"
+    mixer_device: str = "cpu"
     dirichlet_concentration: float = 0.5
     weight_rec: float = 1.0
     weight_mix: float = 0.1
@@ -106,6 +108,14 @@ class RunConfig:
                 f"barycenter-variant must be one of {VARIANTS}",
             ),
             (self.solver in SOLVERS, f"solver must be one of {SOLVERS}"),
+            (
+                re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.mixer_device) is not None,
+                "mixer-device must be cpu, auto, cuda or cuda:N",
+            ),
+            (
+                self.solver == "fast" or self.mixer_device in ("cpu", "auto"),
+                "mixer-device cuda needs solver=fast (the exact solver is CPU only)",
+            ),
             (self.num_server_rounds >= 1, "num-server-rounds must be >= 1"),
             (self.local_epochs >= 0, "local-epochs must be >= 0"),
             (self.batch_size >= 1, "batch-size must be >= 1"),

@@ -611,12 +611,14 @@ def _run(
                 steps = inner_steps
             tr = prob.products(t)
             cur = prob.cost(t, tr)
-            eps = 0.0
+            eps: float | None = None
             for _ in range(steps):
                 grad, cta = prob.grad(tr)
-                if eps == 0.0:  # temperature fixed per solve, relative to spread
-                    spread = (grad.amax((1, 2)) - grad.amin((1, 2))).amax()
-                    eps = float(eps_rel * spread)
+                if eps is None:  # temperature fixed per solve, relative to spread
+                    spread = float((grad.amax((1, 2)) - grad.amin((1, 2))).amax())
+                    # a flat gradient (e.g. identical codes): every coupling is
+                    # optimal, any temperature will do
+                    eps = eps_rel * spread if spread > 0.0 else 1.0
                 dt, gd = _entropic_lmo(grad, prob.p, q, gd, eps, sinkhorn_iter)
                 dt.sub_(t)
                 dtr = prob.products(dt)

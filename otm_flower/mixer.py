@@ -226,6 +226,36 @@ def _init_support(
     return np.concatenate([z0, extra], axis=0)
 
 
+def resolve_device(device: str, solver: str) -> str:
+    """The torch device the mixer runs on, from a config value.
+
+    Parameters
+    ----------
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` (CUDA when torch
+        sees a GPU and ``solver`` is ``"fast"``, else the CPU).
+    solver : str
+        ``"exact"`` (CPU only) or ``"fast"``.
+
+    Raises
+    ------
+    MixerError
+        When a CUDA device is asked for but torch sees none, or with the exact
+        solver.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if solver == "fast" and torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if solver != "fast":
+        raise MixerError(f"the exact solver runs on CPU only, got device={device!r}")
+    if not torch.cuda.is_available():
+        raise MixerError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return device
+
+
 def _valid_scale(scale: float) -> float:
     return scale if np.isfinite(scale) and scale > 0.0 else 1.0
 

@@ -156,6 +156,7 @@ def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
         variant=config.variant,
         barycenter_iterations=config.barycenter_iterations,
         solver=config.solver,
+        device=config.mixer_device,
         concentration=config.dirichlet_concentration,
         own_only=config.method == "otm-nomix",
         anchor_weight=config.anchor_weight,

@@ -32,7 +32,12 @@ from otm_flower.averaging import (
     weighted_average,
 )
 from otm_flower.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from otm_flower.mixer import BarycenterResult, mix_and_pull_back, mix_targets
+from otm_flower.mixer import (
+    BarycenterResult,
+    mix_and_pull_back,
+    mix_targets,
+    resolve_device,
+)
 from otm_flower.screening import screen_clouds
 
 MixCallback = Callable[[int, list[int], BarycenterResult], None]
@@ -97,9 +102,14 @@ class OTMStrategy(Strategy):
         Fused, Wasserstein-only or Gromov-Wasserstein-only barycenter.
     barycenter_iterations : int (default: 5)
         Barycenter updates per round.
-    solver : {"exact", "fast"} (default: "exact")
-        Exact conditional-gradient FGW (POT), or the entropic/low-rank fast solver
-        of :mod:`otm_flower.fast_fgw` (see ``docs/performance.md``).
+    solver : {"exact", "fast"} (default: "fast")
+        The fast solver of :mod:`otm_flower.fast_fgw` (entropic conditional
+        gradient, warm starts, exact assignment polish; see
+        ``docs/performance.md``), or the exact conditional-gradient FGW (POT).
+    device : str (default: "cpu")
+        Torch device of the fast solver: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+        ``"auto"`` (CUDA when available); see
+        :func:`otm_flower.mixer.resolve_device`.
     concentration : float (default: 0.5)
         Dirichlet concentration of the mixing weights.
     own_only : bool (default: False)
@@ -147,7 +157,8 @@ class OTMStrategy(Strategy):
         alpha: float = 0.5,
         variant: str = "fgw",
         barycenter_iterations: int = 5,
-        solver: str = "exact",
+        solver: str = "fast",
+        device: str = "cpu",
         concentration: float = 0.5,
         own_only: bool = False,
         seed: int = 0,
@@ -174,6 +185,7 @@ class OTMStrategy(Strategy):
         self.variant = variant
         self.barycenter_iterations = barycenter_iterations
         self.solver = solver
+        self.device = resolve_device(device, solver)
         self.concentration = concentration
         self.own_only = own_only
         self.seed = seed
@@ -475,6 +487,7 @@ class OTMStrategy(Strategy):
                         variant=variant,  # type: ignore[arg-type]
                         n_iter=self.barycenter_iterations,
                         solver=self.solver,  # type: ignore[arg-type]
+                        device=self.device,
                         seed=self.seed * 100_003 + server_round,
                     )
                 break

@@ -50,3 +50,14 @@ def test_strings_from_the_command_line_are_converted() -> None:
     config = parse_run_config({"local-epochs": "4", "fgw-alpha": "0.25", "seed": 3})
     assert (config.local_epochs, config.fgw_alpha, config.seed) == (4, 0.25, 3)
     assert parse_run_config(config.to_dict()) == config
+
+
+def test_mixer_device_values() -> None:
+    from otm_flower.config import ConfigError, parse_run_config
+
+    assert parse_run_config({}).mixer_device == "cpu"
+    assert parse_run_config({"mixer-device": "cuda:1"}).mixer_device == "cuda:1"
+    with pytest.raises(ConfigError, match="mixer-device must be"):
+        parse_run_config({"mixer-device": "gpu"})
+    with pytest.raises(ConfigError, match="needs solver=fast"):
+        parse_run_config({"mixer-device": "cuda", "solver": "exact"})

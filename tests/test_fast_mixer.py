@@ -213,3 +213,24 @@ def test_polish_skipped_for_other_sizes_and_above_max_n():
     np.testing.assert_array_equal(capped.plans[0], off.plans[0])
     with pytest.raises(MixerError, match="polish_steps"):
         fgw_barycenter(clouds, solver="fast", fast_options={"polish_steps": -1})
+
+
+def test_resolve_device():
+    from otm_flower.mixer import resolve_device
+
+    assert resolve_device("cpu", "exact") == "cpu"
+    assert resolve_device("auto", "exact") == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto", "fast") == expected
+    with pytest.raises(MixerError, match="CPU only"):
+        resolve_device("cuda", "exact")
+    if not torch.cuda.is_available():
+        with pytest.raises(MixerError, match="no CUDA device"):
+            resolve_device("cuda:0", "fast")
+
+
+def test_fast_on_identical_points_gives_finite_couplings():
+    clouds = [np.ones((12, 3)), np.ones((12, 3))]  # flat costs: zero spread
+    res = fgw_barycenter(clouds, solver="fast", n_iter=2)
+    _check_couplings(res, clouds)
+    assert np.all(np.isfinite(res.barycenter)) and np.isfinite(res.objective)
