@@ -405,6 +405,7 @@ def _polish(prob: _Problem, t: torch.Tensor, steps: int) -> torch.Tensor:
     The linear step over the couplings of uniform marginals is attained at a
     permutation (Birkhoff), found by an assignment solver on the gradient; the
     step length is the exact line search, so no step increases the cost.
+    ``t`` is updated in place and returned.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -415,13 +416,15 @@ def _polish(prob: _Problem, t: torch.Tensor, steps: int) -> torch.Tensor:
     workers = max(1, min(t.shape[0], torch.get_num_threads()))
     for _ in range(steps):
         grad, cta = prob.grad(tr)
-        vertex = torch.zeros_like(t)
+        costs = grad.cpu().numpy()
         # the assignment solver releases the GIL: one agent per thread
         with ThreadPoolExecutor(workers) as pool:
-            matches = list(pool.map(linear_sum_assignment, grad.cpu().numpy()))
+            matches = list(pool.map(linear_sum_assignment, costs))
+        del grad, costs  # peak memory: at most two plan-sized arrays besides t
+        dt = torch.zeros_like(t)
         for b, (rows, cols) in enumerate(matches):
-            vertex[b, rows, cols] = 1.0 / n
-        dt = vertex.sub_(t)
+            dt[b, rows, cols] = 1.0 / n
+        dt.sub_(t)
         dtr = prob.products(dt)
         lin, quad = prob.lin_quad(dtr, cta)
         step = torch.where(
@@ -431,8 +434,9 @@ def _polish(prob: _Problem, t: torch.Tensor, steps: int) -> torch.Tensor:
         )
         if not bool(torch.any(step > 0)):
             break
-        t = t + dt * step[:, None, None]
-        tr = tr + dtr * step[:, None, None]
+        t.add_(dt.mul_(step[:, None, None]))  # in place: t is the caller's copy
+        tr.add_(dtr.mul_(step[:, None, None]))
+        del dt
     return t
 
 
@@ -681,7 +685,7 @@ def _run(
     for (idx, cl), t in zip(batches, plans, strict=True):
         cl64 = _Clouds(cl.y.to(torch.float64))
         prob = _Problem(st64, cl64, alpha)
-        t64 = round_to_coupling(t.to(torch.float64).clamp(min=0.0), prob.p, cl64.q[0])
+        t64 = round_to_coupling(t.to(torch.float64).clamp_(min=0.0), prob.p, cl64.q[0])
         if polish_steps and cl64.y.shape[1] == n_bary:
             t64 = _polish(prob, t64, polish_steps)
         c64 = prob.cost(t64).cpu().numpy()
