@@ -319,7 +319,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds < 1 or args.jobs < 1:
             raise ConfigError("--seeds and --jobs must be >= 1")
         extra = _parse_set(args.set)
-        parse_run_config(extra)
         hyper = load_hyperparameters(args.hyperparameters or None)
         runs = plan_grid(
             _split(args.datasets),
@@ -340,6 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         runs = [r for r in runs if applies(r)]
         if not runs:
             raise ConfigError("no method of --methods applies to --regimes")
+        for run in runs:  # every cell's whole config, before anything runs
+            try:
+                run_config_for(run, args.rounds, hyper, extra)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"{run.dataset}/{run.method}/{run.regime}: {err}"
+                ) from err
         if args.embeddings and args.runtime != "inprocess":
             raise ConfigError("--embeddings needs --runtime inprocess")
         done, failed = run_grid(

@@ -122,7 +122,23 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     assert main(["--methods", "otm,magic", "--out", str(tmp_path)]) == 2
     assert main(["--regimes", "sideways", "--out", str(tmp_path)]) == 2
     assert main(["--set", "no-such-key=1", "--out", str(tmp_path)]) == 2
+    # a task-specific key is checked against every cell's regime, before any run
+    label = ["--set", "label-cost-weight=3", "--methods", "otm", "--seeds", "1"]
+    assert main([*label, "--regimes", "unaligned", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "runs").exists()
+
+
+def test_task_specific_set_is_valid_in_its_regime() -> None:
+    run = BenchRun("handwritten", "otm", "classification", 0)
+    config = run_config_for(run, 2, {}, {"label-cost-weight": 3.0})
+    assert config.label_cost_weight == 3.0 and config.task == "classification"
+    with pytest.raises(ConfigError, match="label-cost-weight"):
+        run_config_for(
+            BenchRun("handwritten", "otm", "unaligned", 0),
+            2,
+            {},
+            {"label-cost-weight": 3.0},
+        )
 
 
 def test_result_path_is_inside_runs(tmp_path: Path) -> None:
