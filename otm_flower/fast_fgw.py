@@ -399,6 +399,15 @@ def _entropic_lmo(
     return plan, g_dual
 
 
+def _line_search(lin: torch.Tensor, quad: torch.Tensor) -> torch.Tensor:
+    """Exact minimiser over ``s in [0, 1]`` of ``lin * s + quad * s**2`` (batched)."""
+    return torch.where(
+        quad > 0,
+        torch.clamp(-lin / (2.0 * quad.clamp(min=1e-30)), 0.0, 1.0),
+        (lin + quad < 0).to(lin.dtype),
+    )
+
+
 def _polish(prob: _Problem, t: torch.Tensor, steps: int) -> torch.Tensor:
     """Exact conditional-gradient steps on square uniform couplings ``(B, n, n)``.
 
@@ -427,11 +436,7 @@ def _polish(prob: _Problem, t: torch.Tensor, steps: int) -> torch.Tensor:
         dt.sub_(t)
         dtr = prob.products(dt)
         lin, quad = prob.lin_quad(dtr, cta)
-        step = torch.where(
-            quad > 0,
-            torch.clamp(-lin / (2.0 * quad.clamp(min=1e-30)), 0.0, 1.0),
-            (lin + quad < 0).to(t.dtype),
-        )
+        step = _line_search(lin, quad)
         if not bool(torch.any(step > 0)):
             break
         t.add_(dt.mul_(step[:, None, None]))  # in place: t is the caller's copy
@@ -627,11 +632,7 @@ def _run(
                 dt.sub_(t)
                 dtr = prob.products(dt)
                 lin, quad = prob.lin_quad(dtr, cta)
-                step = torch.where(
-                    quad > 0,
-                    torch.clamp(-lin / (2.0 * quad.clamp(min=1e-30)), 0.0, 1.0),
-                    (lin + quad < 0).to(dtype),
-                )
+                step = _line_search(lin, quad)
                 t = t.add_(dt.mul_(step[:, None, None]))
                 tr = tr.add_(dtr.mul_(step[:, None, None]))
                 gain = -(step * lin + step**2 * quad)
