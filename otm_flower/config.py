@@ -75,6 +75,7 @@ class RunConfig:
     weight_reg: float = 0.1
     weight_mmd: float = 0.1
     weight_task: float = 1.0
+    weight_cluster: float = 0.0
     unaligned_rate: float = 1.0
     agents_per_modality: int = 1
     test_fraction: float = 0.2
@@ -153,6 +154,11 @@ class RunConfig:
                 "agents' labels to their uploaded codes)",
             ),
             (
+                self.weight_cluster <= 0 or self.task == "clustering",
+                "weight-cluster > 0 needs task=clustering (the term pulls codes "
+                "toward k clusters; classification trains a task head instead)",
+            ),
+            (
                 METHOD_TASK.get(self.method, self.task) == self.task,
                 "method otm-head averages the task head, which only "
                 "task=classification has (use otm-fedavg for clustering)",
@@ -168,6 +174,7 @@ class RunConfig:
             "weight_reg",
             "weight_mmd",
             "weight_task",
+            "weight_cluster",
         )
         checks += [
             (getattr(self, w) >= 0, f"{_kebab(w)} must be >= 0") for w in weights

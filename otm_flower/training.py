@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cluster_loss import cluster_gw_loss
 from .models import WAE, mmd_imq
 from .protocol import ProtocolError
 
@@ -43,7 +44,8 @@ class LossWeights:
     """Weights of the local objective's terms.
 
     ``rec * ||dec(enc(x)) - x||^2 + mix * ||dec(z_mix) - x||^2
-    + reg * ||enc(x) - z_bar||^2 + mmd * MMD(enc(x), prior) + task * CE``.
+    + reg * ||enc(x) - z_bar||^2 + mmd * MMD(enc(x), prior) + task * CE
+    + cluster * GW(enc(x), k-block graph)`` (see :mod:`otm_flower.cluster_loss`).
     """
 
     rec: float = 1.0
@@ -51,6 +53,7 @@ class LossWeights:
     reg: float = 0.1
     mmd: float = 1.0
     task: float = 1.0
+    cluster: float = 0.0
 
 
 @dataclass
@@ -92,6 +95,8 @@ class LocalTrainer:
         Minibatch size of local epochs.
     weights : LossWeights
         Loss term weights.
+    num_clusters : int
+        k of the clustering term (needed when ``weights.cluster > 0``).
     seed : int
         Seeds model initialisation and the trainer's own random stream.
     """
@@ -107,6 +112,7 @@ class LocalTrainer:
         learning_rate: float = 1e-3,
         batch_size: int = 128,
         weights: LossWeights | None = None,
+        num_clusters: int = 0,
         seed: int = 0,
     ) -> None:
         if x_train.ndim != 2 or len(x_train) < 2:
@@ -115,6 +121,11 @@ class LocalTrainer:
             )
         if num_classes > 0 and (y_train is None or len(y_train) != len(x_train)):
             raise ValueError("classification needs y_train with one label per row")
+        weights = weights or LossWeights()
+        if weights.cluster > 0 and num_clusters < 2:
+            raise ValueError(
+                f"the clustering term needs num_clusters >= 2, got {num_clusters}"
+            )
         torch.manual_seed(seed)
         self.x = torch.as_tensor(np.asarray(x_train, dtype=np.float32))
         self.y = (
@@ -125,7 +136,8 @@ class LocalTrainer:
         self.model = WAE(self.x.shape[1], latent_dim, hidden_dim, num_classes)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
         self.batch_size = batch_size
-        self.weights = weights or LossWeights()
+        self.weights = weights
+        self.num_clusters = num_clusters
         self.generator = torch.Generator().manual_seed(seed)
 
     @property
@@ -164,6 +176,7 @@ class LocalTrainer:
                     + w.task * terms.get("task", 0.0)
                     + w.mix * terms.get("mix", 0.0)
                     + w.reg * terms.get("reg", 0.0)
+                    + w.cluster * terms.get("cluster", 0.0)
                 )
                 self.optimizer.zero_grad()
                 loss.backward()
@@ -187,6 +200,8 @@ class LocalTrainer:
         if self.weights.mmd > 0:
             prior = torch.randn(z.shape, generator=self.generator)
             terms["mmd"] = mmd_imq(z, prior)
+        if self.weights.cluster > 0 and len(z) > self.num_clusters:
+            terms["cluster"] = cluster_gw_loss(z, self.num_clusters)
         if self.model.head is not None and self.y is not None:
             terms["task"] = F.cross_entropy(self.model.head(z), self.y[idx])
         if rows is not None and mixed is not None:
