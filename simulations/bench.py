@@ -42,6 +42,7 @@ from otm_flower.config import (
     HYBRID_METHODS,
     METHOD_TASK,
     METHODS,
+    TASKS,
     ConfigError,
     RunConfig,
     parse_run_config,
@@ -60,7 +61,9 @@ def load_hyperparameters(path: str | Path | None) -> dict[str, dict[str, Any]]:
     """Per-method run-config overrides from a TOML file (``{}`` if ``path`` is None).
 
     The file holds one table per method (``[otm]``, ``[fedavg]``, ...) of run-config
-    keys; every key and value is validated against :class:`RunConfig`.
+    keys, optionally with task subtables (``[otm.clustering]``,
+    ``[otm.classification]``) whose keys apply only to that task's regimes; every
+    key and value is validated against :class:`RunConfig`.
 
     Raises
     ------
@@ -83,11 +86,23 @@ def load_hyperparameters(path: str | Path | None) -> dict[str, dict[str, Any]]:
     for method, table in tables.items():
         if not isinstance(table, dict):
             raise ConfigError(f"hyperparameter file {path}: [{method}] is not a table")
-        try:
-            parse_run_config(table)
-        except ConfigError as err:
-            raise ConfigError(f"hyperparameter file {path}, [{method}]: {err}") from err
+        for task in TASKS:
+            try:
+                parse_run_config(_task_table(table, task))
+            except ConfigError as err:
+                raise ConfigError(
+                    f"hyperparameter file {path}, [{method}] (task {task}): {err}"
+                ) from err
     return tables
+
+
+def _task_table(table: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """A method's keys for ``task``: its plain keys, then its ``[method.task]`` ones."""
+    plain = {k: v for k, v in table.items() if k not in TASKS}
+    sub = table.get(task, {})
+    if not isinstance(sub, dict):
+        raise ConfigError(f"[{task}] inside a method table must be a table")
+    return {**plain, **sub, "task": task}
 
 
 def run_config_for(
@@ -98,7 +113,9 @@ def run_config_for(
 ) -> RunConfig:
     """The run config of one grid cell: regime, method hyperparameters, then
     ``extra`` (the command line's ``--set``) on top."""
-    overrides = run.overrides(rounds, {**hyperparameters.get(run.method, {}), **extra})
+    task = REGIMES[run.regime].get("task", "clustering")
+    method_keys = _task_table(hyperparameters.get(run.method, {}), task)
+    overrides = run.overrides(rounds, {**method_keys, **extra})
     return parse_run_config(
         {**overrides, "output-dir": "", "out": "", "diagnostics-dir": "auto"}
     )

@@ -112,6 +112,29 @@ def test_hyperparameter_file_is_validated_and_applied(tmp_path: Path) -> None:
         load_hyperparameters(tmp_path / "nope.toml")
 
 
+def test_task_subtables_apply_to_their_task_only(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.toml"
+    path.write_text(
+        "[local]\nweight-mmd = 0.0\n[local.clustering]\nweight-cluster = 3.0\n"
+    )
+    tables = load_hyperparameters(path)
+    clustering = run_config_for(
+        BenchRun("tiny", "local", "unaligned", 0), 1, tables, {}
+    )
+    classification = run_config_for(
+        BenchRun("tiny", "local", "classification", 0), 1, tables, {}
+    )
+    assert (clustering.weight_cluster, clustering.weight_mmd) == (3.0, 0.0)
+    assert (classification.weight_cluster, classification.weight_mmd) == (0.0, 0.0)
+    # a key that is invalid for its task is named with the task
+    path.write_text("[otm.classification]\nweight-cluster = 1.0\n")
+    with pytest.raises(ConfigError, match="task classification.*weight-cluster"):
+        load_hyperparameters(path)
+    path.write_text("[otm]\nclustering = 1.0\n")
+    with pytest.raises(ConfigError, match="must be a table"):
+        load_hyperparameters(path)
+
+
 def test_repository_hyperparameters_are_valid() -> None:
     from simulations.bench import DEFAULT_HYPERPARAMETERS
 
