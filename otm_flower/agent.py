@@ -149,7 +149,7 @@ def build_trainer(config: RunConfig, agent: AgentData, n_classes: int) -> LocalT
             config.weight_reg,
             config.weight_mmd,
             config.weight_task,
-            config.weight_cluster,
+            0.0 if classify else config.weight_cluster,
         ),
         num_clusters=n_classes,
         seed=config.seed * 1009 + agent.agent_id,

@@ -72,10 +72,10 @@ class RunConfig:
     dirichlet_concentration: float = 0.5
     weight_rec: float = 1.0
     weight_mix: float = 0.1
-    weight_reg: float = 0.1
-    weight_mmd: float = 0.1
+    weight_reg: float = 0.0
+    weight_mmd: float = 0.0
     weight_task: float = 1.0
-    weight_cluster: float = 0.0
+    weight_cluster: float = 3.0
     unaligned_rate: float = 1.0
     agents_per_modality: int = 1
     test_fraction: float = 0.2
@@ -152,11 +152,6 @@ class RunConfig:
                 self.label_cost_weight <= 0 or self.task == "classification",
                 "label-cost-weight > 0 needs task=classification (it appends the "
                 "agents' labels to their uploaded codes)",
-            ),
-            (
-                self.weight_cluster <= 0 or self.task == "clustering",
-                "weight-cluster > 0 needs task=clustering (the term pulls codes "
-                "toward k clusters; classification trains a task head instead)",
             ),
             (
                 METHOD_TASK.get(self.method, self.task) == self.task,

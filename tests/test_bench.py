@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from otm_flower.benchmark import BenchRun, result_path
-from otm_flower.config import ConfigError
+from otm_flower.config import ConfigError, RunConfig
 from otm_flower.data import MultiViewDataset, save_npz
 from simulations.bench import load_hyperparameters, main, run_config_for
 
@@ -115,7 +115,7 @@ def test_hyperparameter_file_is_validated_and_applied(tmp_path: Path) -> None:
 def test_task_subtables_apply_to_their_task_only(tmp_path: Path) -> None:
     path = tmp_path / "tasks.toml"
     path.write_text(
-        "[local]\nweight-mmd = 0.0\n[local.clustering]\nweight-cluster = 3.0\n"
+        "[local]\nweight-mmd = 0.5\n[local.clustering]\nweight-cluster = 1.0\n"
     )
     tables = load_hyperparameters(path)
     clustering = run_config_for(
@@ -124,11 +124,12 @@ def test_task_subtables_apply_to_their_task_only(tmp_path: Path) -> None:
     classification = run_config_for(
         BenchRun("tiny", "local", "classification", 0), 1, tables, {}
     )
-    assert (clustering.weight_cluster, clustering.weight_mmd) == (3.0, 0.0)
-    assert (classification.weight_cluster, classification.weight_mmd) == (0.0, 0.0)
+    assert (clustering.weight_cluster, clustering.weight_mmd) == (1.0, 0.5)
+    default = RunConfig().weight_cluster
+    assert (classification.weight_cluster, classification.weight_mmd) == (default, 0.5)
     # a key that is invalid for its task is named with the task
-    path.write_text("[otm.classification]\nweight-cluster = 1.0\n")
-    with pytest.raises(ConfigError, match="task classification.*weight-cluster"):
+    path.write_text("[otm.clustering]\nlabel-cost-weight = 1.0\n")
+    with pytest.raises(ConfigError, match="task clustering.*label-cost-weight"):
         load_hyperparameters(path)
     path.write_text("[otm]\nclustering = 1.0\n")
     with pytest.raises(ConfigError, match="must be a table"):

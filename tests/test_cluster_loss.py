@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
+from otm_flower.agent import build_trainer, load_agents
 from otm_flower.cluster_loss import block_graph, cluster_gw_loss
 from otm_flower.config import ConfigError, RunConfig
+from otm_flower.data import save_npz
 from otm_flower.training import LocalTrainer, LossWeights
+
+from .synthetic import cluster_and_noise
 
 
 def _simplex_clusters(k: int, per_cluster: int, noise: float) -> torch.Tensor:
@@ -85,8 +91,15 @@ def test_trainer_reports_the_term_and_needs_k() -> None:
         LocalTrainer(x, weights=LossWeights(cluster=1.0))
 
 
-def test_config_rejects_the_term_for_classification() -> None:
-    with pytest.raises(ConfigError, match="weight-cluster > 0 needs task=clustering"):
-        RunConfig(task="classification", weight_cluster=1.0)
+def test_clustering_configs_train_with_the_term_classification_ignores_it(
+    tmp_path: Path,
+) -> None:
+    path = save_npz(cluster_and_noise(60, 3), tmp_path / "d.npz")
+    for task, expected in (("clustering", 3.0), ("classification", 0.0)):
+        config = RunConfig(dataset=str(path), task=task, weight_cluster=3.0)
+        agents, n_classes = load_agents(config)
+        trainer = build_trainer(config, agents[0], n_classes)
+        assert trainer.weights.cluster == expected
+        assert trainer.num_clusters == n_classes == 3
     with pytest.raises(ConfigError, match="weight-cluster must be >= 0"):
         RunConfig(weight_cluster=-1.0)
