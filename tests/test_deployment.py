@@ -119,8 +119,21 @@ def start_federation(
         '[superlink]\ndefault = "test"\n\n'
         f'[superlink.test]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
     )
-    time.sleep(3)  # let the SuperLink open its port
+    wait_for_port(port)
+    time.sleep(3)  # and let the SuperNodes register
     return nodes
+
+
+def wait_for_port(port: int, timeout: float = 90.0) -> None:
+    """Block until the SuperLink accepts connections on ``port`` (slow when loaded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(1.0)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"the SuperLink did not open port {port} in {timeout:.0f} s")
 
 
 def flwr_run_command(run_config: str) -> list[str]:
