@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 TASKS = ("clustering", "classification")
+MIX_FRAMES = ("shared", "own")
 VARIANTS = ("fgw", "w", "gw")
 SOLVERS = ("exact", "fast")
 METHODS = (
@@ -70,6 +71,7 @@ class RunConfig:
     solver: str = "fast"
     mixer_device: str = "cpu"
     dirichlet_concentration: float = 0.5
+    mix_frame: str = "shared"
     weight_rec: float = 1.0
     weight_mix: float = 0.1
     weight_reg: float = 0.0
@@ -109,6 +111,10 @@ class RunConfig:
                 f"barycenter-variant must be one of {VARIANTS}",
             ),
             (self.solver in SOLVERS, f"solver must be one of {SOLVERS}"),
+            (
+                self.mix_frame in MIX_FRAMES,
+                f"mix-frame must be one of {MIX_FRAMES}",
+            ),
             (
                 re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.mixer_device) is not None,
                 "mixer-device must be cpu, auto, cuda or cuda:N",

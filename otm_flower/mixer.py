@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import ot
+from scipy.linalg import orthogonal_procrustes
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -43,6 +44,7 @@ Structure = Literal["features", "free"]
 __all__ = [
     "BarycenterResult",
     "MixerError",
+    "align_projection",
     "Solver",
     "Structure",
     "Variant",
@@ -622,6 +624,25 @@ def _mix_projections(
     return out
 
 
+def align_projection(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Map ``source`` onto ``target`` by the best similarity transform.
+
+    Both are ``(N, d)`` and row-matched (projections onto the same barycenter
+    points). Returns ``s * (source - mean_s) @ R + mean_t`` with ``R`` orthogonal
+    and ``s > 0`` minimising the squared distance to ``target`` (orthogonal
+    Procrustes, :func:`scipy.linalg.orthogonal_procrustes`). It expresses one
+    agent's codes in another agent's latent frame: the agents' encoders are
+    trained separately, so their coordinates are only defined up to such a map.
+    """
+    src = source - source.mean(axis=0)
+    tgt = target - target.mean(axis=0)
+    norm = float((src**2).sum())
+    if norm <= 1e-12:
+        return np.broadcast_to(target.mean(axis=0), target.shape).copy()
+    rotation, singular_sum = orthogonal_procrustes(src, tgt)
+    return (singular_sum / norm) * (src @ rotation) + target.mean(axis=0)
+
+
 def _check_concentration(concentration: float) -> None:
     if not (np.isfinite(concentration) and concentration > 0):
         raise MixerError(f"concentration must be > 0, got {concentration}")
@@ -689,6 +710,7 @@ def mix_and_pull_back(
     rng: np.random.Generator | int | None = None,
     concentration: float = 0.5,
     own_only: bool = False,
+    align: bool = False,
     **barycenter_kwargs: Any,
 ) -> tuple[BarycenterResult, list[np.ndarray], list[np.ndarray]]:
     """One server mixing step: barycenter, Dirichlet mix, pull-back.
@@ -705,6 +727,8 @@ def mix_and_pull_back(
     own_only : bool
         Ablation: give every agent its own projection instead of a mix (all
         Dirichlet weight on itself), so no other agent's codes reach it.
+    align : bool
+        Mix in each agent's own latent frame (see :func:`mix_targets`).
     **barycenter_kwargs
         Passed to :func:`fgw_barycenter`.
 
@@ -720,7 +744,12 @@ def mix_and_pull_back(
     clouds = _as_clouds(codes)
     result = fgw_barycenter(clouds, **barycenter_kwargs)
     mixed, barycenter = mix_targets(
-        result, clouds, concentration=concentration, rng=rng, own_only=own_only
+        result,
+        clouds,
+        concentration=concentration,
+        rng=rng,
+        own_only=own_only,
+        align=align,
     )
     return result, mixed, barycenter
 
@@ -732,15 +761,29 @@ def mix_targets(
     concentration: float = 0.5,
     rng: np.random.Generator | int | None = None,
     own_only: bool = False,
+    align: bool = False,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Every agent's targets from a barycenter (any solver's): mixed codes and
-    barycenter, pulled back to its own samples (see :func:`mix_and_pull_back`)."""
+    barycenter, pulled back to its own samples (see :func:`mix_and_pull_back`).
+
+    With ``align``, each agent's mix is formed in its own latent frame: every
+    other agent's projection is first mapped onto the agent's own projection by
+    :func:`align_projection` (one Dirichlet draw per agent)."""
     _check_concentration(concentration)
     clouds = _as_clouds(codes)
     _check_against(result, clouds)
     proj = [t.shape[0] * (t @ z) for t, z in zip(result.plans, clouds, strict=True)]
     if own_only:
         mixed = [pull_back(result, p)[k] for k, p in enumerate(proj)]
+    elif align:
+        generator = _rng(rng)
+        mixed = []
+        for k, own in enumerate(proj):
+            framed = [
+                own if j == k else align_projection(p, own) for j, p in enumerate(proj)
+            ]
+            z_mix = _mix_projections(framed, concentration, generator)
+            mixed.append(pull_back(result, z_mix)[k])
     else:
         mixed = pull_back(result, _mix_projections(proj, concentration, _rng(rng)))
     return mixed, pull_back(result, result.barycenter)

@@ -159,6 +159,7 @@ def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
         device=config.mixer_device,
         concentration=config.dirichlet_concentration,
         own_only=config.method == "otm-nomix",
+        align_frames=config.mix_frame == "own",
         anchor_weight=config.anchor_weight,
         seed=config.seed,
         share=config.shared_parameters,

@@ -115,6 +115,10 @@ class OTMStrategy(Strategy):
     own_only : bool (default: False)
         Ablation ``otm-nomix``: send each agent its own projection instead of a
         mix, keeping the rest of the protocol.
+    align_frames : bool (default: False)
+        Mix in each agent's own latent frame (run config ``mix-frame = "own"``):
+        other agents' projections are first mapped onto the agent's own by a
+        similarity Procrustes fit (:func:`otm_flower.mixer.align_projection`).
     seed : int (default: 0)
         Seeds the barycenter initialisation and the mixing weights per round.
     on_mix : callable, optional
@@ -161,6 +165,7 @@ class OTMStrategy(Strategy):
         device: str = "cpu",
         concentration: float = 0.5,
         own_only: bool = False,
+        align_frames: bool = False,
         seed: int = 0,
         on_mix: MixCallback | None = None,
         checkpoint_dir: str | None = None,
@@ -188,6 +193,7 @@ class OTMStrategy(Strategy):
         self.device = resolve_device(device, solver)
         self.concentration = concentration
         self.own_only = own_only
+        self.align_frames = align_frames
         self.seed = seed
         self.on_mix = on_mix
         self.checkpoint_dir = checkpoint_dir
@@ -483,6 +489,7 @@ class OTMStrategy(Strategy):
                         rng=np.random.default_rng([self.seed, server_round]),
                         concentration=self.concentration,
                         own_only=self.own_only,
+                        align=self.align_frames,
                         alpha=self.alpha,
                         variant=variant,  # type: ignore[arg-type]
                         n_iter=self.barycenter_iterations,
@@ -626,6 +633,7 @@ class OTMStrategy(Strategy):
             concentration=self.concentration,
             rng=np.random.default_rng([self.seed, server_round]),
             own_only=self.own_only,
+            align=self.align_frames,
         )
         return result, mixed, barycenter
 

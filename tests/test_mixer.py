@@ -12,9 +12,11 @@ import torch
 from otm_flower.mixer import (
     BarycenterResult,
     MixerError,
+    align_projection,
     fgw_barycenter,
     mix,
     mix_and_pull_back,
+    mix_targets,
     project,
     pull_back,
 )
@@ -358,3 +360,31 @@ def test_mix_and_project_validate_against_result():
     with pytest.raises(MixerError):
         pull_back(res, np.zeros((3, 5)))
     assert issubclass(MixerError, ValueError)
+
+
+def test_align_projection_undoes_a_similarity_transform():
+    rng = np.random.default_rng(3)
+    target = rng.normal(size=(40, 4))
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    source = 2.5 * target @ q + 7.0  # another frame: rotated, scaled, shifted
+    np.testing.assert_allclose(align_projection(source, target), target, atol=1e-8)
+    flat = align_projection(np.ones((40, 4)), target)  # nothing to align: the mean
+    np.testing.assert_allclose(flat, np.broadcast_to(target.mean(0), target.shape))
+
+
+def test_own_frame_mix_is_coherent_for_matched_agents_in_different_frames():
+    rng = np.random.default_rng(0)
+    x, _ = _clustered(rng)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    y = 3.0 * x @ q + 5.0  # agent 2: the same samples, another encoder's frame
+    res = fgw_barycenter([x, y], variant="gw", seed=0)
+    own, _ = mix_targets(res, [x, y], own_only=True)
+    framed, _ = mix_targets(res, [x, y], rng=1, align=True)
+    shared, _ = mix_targets(res, [x, y], rng=1)
+    for k in range(2):
+        scale = np.linalg.norm(own[k])
+        # in its own frame every agent's mix is its own projection (the other
+        # agent's codes map onto it), whatever the Dirichlet weights
+        assert np.linalg.norm(framed[k] - own[k]) < 0.05 * scale
+        # coordinate-wise mixing across frames is not
+        assert np.linalg.norm(shared[k] - own[k]) > 0.3 * scale
