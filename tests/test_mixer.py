@@ -388,3 +388,13 @@ def test_own_frame_mix_is_coherent_for_matched_agents_in_different_frames():
         assert np.linalg.norm(framed[k] - own[k]) < 0.05 * scale
         # coordinate-wise mixing across frames is not
         assert np.linalg.norm(shared[k] - own[k]) > 0.3 * scale
+
+
+def test_mix_frame_run_config_reaches_the_strategy():
+    from otm_flower.config import ConfigError, RunConfig
+    from simulations.server_app import make_strategy
+
+    assert make_strategy(RunConfig(mix_frame="own"), 2).align_frames is True
+    assert make_strategy(RunConfig(mix_frame="shared"), 2).align_frames is False
+    with pytest.raises(ConfigError, match="mix-frame must be one of"):
+        RunConfig(mix_frame="mine")
