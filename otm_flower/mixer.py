@@ -768,7 +768,9 @@ def mix_targets(
 
     With ``align``, each agent's mix is formed in its own latent frame: every
     other agent's projection is first mapped onto the agent's own projection by
-    :func:`align_projection` (one Dirichlet draw per agent)."""
+    :func:`align_projection` (one Dirichlet draw per agent), and its barycenter
+    target is the equal-weight mean of those framed projections (the barycenter
+    expressed in the agent's own frame) rather than the shared-frame support."""
     _check_concentration(concentration)
     clouds = _as_clouds(codes)
     _check_against(result, clouds)
@@ -777,13 +779,15 @@ def mix_targets(
         mixed = [pull_back(result, p)[k] for k, p in enumerate(proj)]
     elif align:
         generator = _rng(rng)
-        mixed = []
+        mixed, framed_barycenter = [], []
         for k, own in enumerate(proj):
             framed = [
                 own if j == k else align_projection(p, own) for j, p in enumerate(proj)
             ]
             z_mix = _mix_projections(framed, concentration, generator)
             mixed.append(pull_back(result, z_mix)[k])
+            framed_barycenter.append(pull_back(result, np.mean(framed, axis=0))[k])
+        return mixed, framed_barycenter
     else:
         mixed = pull_back(result, _mix_projections(proj, concentration, _rng(rng)))
     return mixed, pull_back(result, result.barycenter)

@@ -379,15 +379,18 @@ def test_own_frame_mix_is_coherent_for_matched_agents_in_different_frames():
     y = 3.0 * x @ q + 5.0  # agent 2: the same samples, another encoder's frame
     res = fgw_barycenter([x, y], variant="gw", seed=0)
     own, _ = mix_targets(res, [x, y], own_only=True)
-    framed, _ = mix_targets(res, [x, y], rng=1, align=True)
-    shared, _ = mix_targets(res, [x, y], rng=1)
+    framed, framed_bary = mix_targets(res, [x, y], rng=1, align=True)
+    shared, shared_bary = mix_targets(res, [x, y], rng=1)
     for k in range(2):
         scale = np.linalg.norm(own[k])
         # in its own frame every agent's mix is its own projection (the other
         # agent's codes map onto it), whatever the Dirichlet weights
         assert np.linalg.norm(framed[k] - own[k]) < 0.05 * scale
+        # and so is its barycenter target (the alignment term's)
+        assert np.linalg.norm(framed_bary[k] - own[k]) < 0.05 * scale
         # coordinate-wise mixing across frames is not
         assert np.linalg.norm(shared[k] - own[k]) > 0.3 * scale
+        assert np.linalg.norm(shared_bary[k] - own[k]) > 0.3 * scale
 
 
 def test_mix_frame_run_config_reaches_the_strategy():
