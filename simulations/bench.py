@@ -62,8 +62,10 @@ def load_hyperparameters(path: str | Path | None) -> dict[str, dict[str, Any]]:
 
     The file holds one table per method (``[otm]``, ``[fedavg]``, ...) of run-config
     keys, optionally with task subtables (``[otm.clustering]``,
-    ``[otm.classification]``) whose keys apply only to that task's regimes; every
-    key and value is validated against :class:`RunConfig`.
+    ``[otm.classification]``) whose keys apply only to that task's regimes, and
+    regime subtables (``[otm.anchored]``) whose keys apply only to that regime (on
+    top of the task's); every key and value is validated against
+    :class:`RunConfig`.
 
     Raises
     ------
@@ -86,23 +88,36 @@ def load_hyperparameters(path: str | Path | None) -> dict[str, dict[str, Any]]:
     for method, table in tables.items():
         if not isinstance(table, dict):
             raise ConfigError(f"hyperparameter file {path}: [{method}] is not a table")
-        for task in TASKS:
+        cells = [(task, None) for task in TASKS] + [
+            (spec.get("task", "clustering"), regime) for regime, spec in REGIMES.items()
+        ]
+        for task, regime in cells:
             try:
-                parse_run_config(_task_table(table, task))
+                parse_run_config(_cell_table(table, task, regime))
             except ConfigError as err:
+                where = f"task {task}" + (f", regime {regime}" if regime else "")
                 raise ConfigError(
-                    f"hyperparameter file {path}, [{method}] (task {task}): {err}"
+                    f"hyperparameter file {path}, [{method}] ({where}): {err}"
                 ) from err
     return tables
 
 
-def _task_table(table: Mapping[str, Any], task: str) -> dict[str, Any]:
-    """A method's keys for ``task``: its plain keys, then its ``[method.task]`` ones."""
-    plain = {k: v for k, v in table.items() if k not in TASKS}
-    sub = table.get(task, {})
-    if not isinstance(sub, dict):
-        raise ConfigError(f"[{task}] inside a method table must be a table")
-    return {**plain, **sub, "task": task}
+#: Names of the subtables a method table may hold: tasks, then regimes.
+SUBTABLES = tuple(dict.fromkeys((*TASKS, *REGIMES)))
+
+
+def _cell_table(
+    table: Mapping[str, Any], task: str, regime: str | None = None
+) -> dict[str, Any]:
+    """A method's keys for one grid cell: its plain keys, then those of its
+    ``[method.task]`` table, then those of its ``[method.regime]`` table."""
+    keys = {k: v for k, v in table.items() if k not in SUBTABLES}
+    for name in dict.fromkeys((task, regime or task)):
+        sub = table.get(name, {})
+        if not isinstance(sub, dict):
+            raise ConfigError(f"[{name}] inside a method table must be a table")
+        keys.update(sub)
+    return {**keys, "task": task}
 
 
 def run_config_for(
@@ -114,7 +129,7 @@ def run_config_for(
     """The run config of one grid cell: regime, method hyperparameters, then
     ``extra`` (the command line's ``--set``) on top."""
     task = REGIMES[run.regime].get("task", "clustering")
-    method_keys = _task_table(hyperparameters.get(run.method, {}), task)
+    method_keys = _cell_table(hyperparameters.get(run.method, {}), task, run.regime)
     overrides = run.overrides(rounds, {**method_keys, **extra})
     return parse_run_config(
         {**overrides, "output-dir": "", "out": "", "diagnostics-dir": "auto"}

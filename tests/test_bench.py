@@ -136,6 +136,31 @@ def test_task_subtables_apply_to_their_task_only(tmp_path: Path) -> None:
         load_hyperparameters(path)
 
 
+def test_regime_subtables_apply_to_their_regime_only(tmp_path: Path) -> None:
+    path = tmp_path / "regimes.toml"
+    path.write_text(
+        "[otm]\nweight-reg = 0.0\n[otm.clustering]\nweight-cluster = 2.0\n"
+        "[otm.anchored]\nweight-reg = 3.0\n"
+    )
+    tables = load_hyperparameters(path)
+    cells = {
+        regime: run_config_for(BenchRun("tiny", "otm", regime, 0), 1, tables, {})
+        for regime in ("unaligned", "anchored", "classification")
+    }
+    assert (cells["anchored"].weight_reg, cells["anchored"].weight_cluster) == (3.0, 2.0)
+    assert (cells["unaligned"].weight_reg, cells["unaligned"].weight_cluster) == (0.0, 2.0)
+    assert cells["classification"].weight_reg == 0.0
+    # the command line's --set still wins over every table
+    forced = run_config_for(
+        BenchRun("tiny", "otm", "anchored", 0), 1, tables, {"weight-reg": 1.0}
+    )
+    assert forced.weight_reg == 1.0
+    # a regime table is validated against its regime's task
+    path.write_text("[otm.anchored]\nlabel-cost-weight = 1.0\n")
+    with pytest.raises(ConfigError, match="regime anchored.*label-cost-weight"):
+        load_hyperparameters(path)
+
+
 def test_repository_hyperparameters_are_valid() -> None:
     from simulations.bench import DEFAULT_HYPERPARAMETERS
 
