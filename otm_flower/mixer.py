@@ -770,24 +770,24 @@ def mix_targets(
     other agent's projection is first mapped onto the agent's own projection by
     :func:`align_projection` (one Dirichlet draw per agent), and its barycenter
     target is the equal-weight mean of those framed projections (the barycenter
-    expressed in the agent's own frame) rather than the shared-frame support."""
+    expressed in the agent's own frame) rather than the shared-frame support.
+    With ``own_only`` (the ``otm-nomix`` ablation) the mixed codes are the agent's
+    own projection; the barycenter targets are as without it."""
     _check_concentration(concentration)
     clouds = _as_clouds(codes)
     _check_against(result, clouds)
     proj = [t.shape[0] * (t @ z) for t, z in zip(result.plans, clouds, strict=True)]
-    if own_only:
-        mixed = [pull_back(result, p)[k] for k, p in enumerate(proj)]
-    elif align:
-        generator = _rng(rng)
-        mixed, framed_barycenter = [], []
-        for k, own in enumerate(proj):
-            framed = [
-                own if j == k else align_projection(p, own) for j, p in enumerate(proj)
-            ]
-            z_mix = _mix_projections(framed, concentration, generator)
-            mixed.append(pull_back(result, z_mix)[k])
-            framed_barycenter.append(pull_back(result, np.mean(framed, axis=0))[k])
-        return mixed, framed_barycenter
-    else:
-        mixed = pull_back(result, _mix_projections(proj, concentration, _rng(rng)))
-    return mixed, pull_back(result, result.barycenter)
+    if not align:
+        if own_only:
+            mixed = [pull_back(result, p)[k] for k, p in enumerate(proj)]
+        else:
+            mixed = pull_back(result, _mix_projections(proj, concentration, _rng(rng)))
+        return mixed, pull_back(result, result.barycenter)
+    generator = _rng(rng)
+    mixed, framed_barycenter = [], []
+    for k, own in enumerate(proj):
+        framed = [own if j == k else align_projection(p, own) for j, p in enumerate(proj)]
+        z_mix = own if own_only else _mix_projections(framed, concentration, generator)
+        mixed.append(pull_back(result, z_mix)[k])
+        framed_barycenter.append(pull_back(result, np.mean(framed, axis=0))[k])
+    return mixed, framed_barycenter

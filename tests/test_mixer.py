@@ -381,6 +381,11 @@ def test_own_frame_mix_is_coherent_for_matched_agents_in_different_frames():
     own, _ = mix_targets(res, [x, y], own_only=True)
     framed, framed_bary = mix_targets(res, [x, y], rng=1, align=True)
     shared, shared_bary = mix_targets(res, [x, y], rng=1)
+    # the no-mix ablation in the own frame: own projection, same barycenter targets
+    alone, alone_bary = mix_targets(res, [x, y], own_only=True, align=True)
+    for k in range(2):
+        np.testing.assert_allclose(alone[k], own[k])
+        np.testing.assert_allclose(alone_bary[k], framed_bary[k])
     for k in range(2):
         scale = np.linalg.norm(own[k])
         # in its own frame every agent's mix is its own projection (the other
