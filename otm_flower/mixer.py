@@ -786,7 +786,9 @@ def mix_targets(
     generator = _rng(rng)
     mixed, framed_barycenter = [], []
     for k, own in enumerate(proj):
-        framed = [own if j == k else align_projection(p, own) for j, p in enumerate(proj)]
+        framed = [
+            own if j == k else align_projection(p, own) for j, p in enumerate(proj)
+        ]
         z_mix = own if own_only else _mix_projections(framed, concentration, generator)
         mixed.append(pull_back(result, z_mix)[k])
         framed_barycenter.append(pull_back(result, np.mean(framed, axis=0))[k])

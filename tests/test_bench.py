@@ -147,8 +147,14 @@ def test_regime_subtables_apply_to_their_regime_only(tmp_path: Path) -> None:
         regime: run_config_for(BenchRun("tiny", "otm", regime, 0), 1, tables, {})
         for regime in ("unaligned", "anchored", "classification")
     }
-    assert (cells["anchored"].weight_reg, cells["anchored"].weight_cluster) == (3.0, 2.0)
-    assert (cells["unaligned"].weight_reg, cells["unaligned"].weight_cluster) == (0.0, 2.0)
+    assert (cells["anchored"].weight_reg, cells["anchored"].weight_cluster) == (
+        3.0,
+        2.0,
+    )
+    assert (cells["unaligned"].weight_reg, cells["unaligned"].weight_cluster) == (
+        0.0,
+        2.0,
+    )
     assert cells["classification"].weight_reg == 0.0
     # the command line's --set still wins over every table
     forced = run_config_for(
