@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any, cast
 
@@ -42,7 +43,9 @@ def run_fedavg(grid: Grid, config: RunConfig) -> dict[str, Any]:
 
     The initial ArrayRecord is empty: every agent starts from its own initialisation
     and the first average makes the shared layers common. Bytes are the arrays
-    sent down and up, counted by :class:`CountingGrid`.
+    sent down and up, counted by :class:`CountingGrid`. Flower's node sampling is
+    seeded with ``config.seed`` for the run (the caller's ``random`` state is
+    restored afterwards).
     """
     num_agents = expected_agents(config)
     wait_for_agents(grid, num_agents, config.round_timeout)
@@ -57,14 +60,21 @@ def run_fedavg(grid: Grid, config: RunConfig) -> dict[str, Any]:
         evaluate_metrics_aggr_fn=recorder,
     )
     start = time.perf_counter()
-    strategy.start(
-        grid=counting,
-        initial_arrays=ArrayRecord(),
-        num_rounds=config.num_server_rounds,
-        timeout=config.round_timeout,
-        train_config=ConfigRecord(),
-        evaluate_config=ConfigRecord(),
-    )
+    # FedAvg samples (and so orders) nodes with the global `random`; seeding it for
+    # the run makes the average's summation order, and the run, reproducible.
+    outer_state = random.getstate()
+    random.seed(config.seed)
+    try:
+        strategy.start(
+            grid=counting,
+            initial_arrays=ArrayRecord(),
+            num_rounds=config.num_server_rounds,
+            timeout=config.round_timeout,
+            train_config=ConfigRecord(),
+            evaluate_config=ConfigRecord(),
+        )
+    finally:
+        random.setstate(outer_state)
     result = build_result(
         config.to_dict(),
         recorder.agent_metrics,
