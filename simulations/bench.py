@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 import tomllib
 import traceback
@@ -201,6 +202,21 @@ def save_embeddings(
     ]
 
 
+def _exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Pool worker initializer: end the worker once the bench process is gone.
+
+    A bench killed by a signal cannot shut its pool down; without this its
+    workers would go on running (and writing results) on their own.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _cell(
     run: BenchRun,
     config: RunConfig,
@@ -276,7 +292,12 @@ def run_grid(
                 *_cell(run, configs[run], out, runtime, embeddings and run.seed == 0)
             )
     else:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            jobs,
+            mp_context=get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = [
                 pool.submit(
                     _cell, run, configs[run], out, runtime, embeddings and run.seed == 0

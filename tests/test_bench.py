@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +91,45 @@ def test_failing_run_is_reported_and_the_others_finish(
     failures = json.loads((tmp_path / "o" / "failures.json").read_text())
     assert list(failures) == ["missing__raw__unaligned__seed0"]
     assert "missing.npz" in failures["missing__raw__unaligned__seed0"]
+
+
+@pytest.mark.skipif(shutil.which("pgrep") is None, reason="needs pgrep (procps)")
+def test_killed_bench_leaves_no_workers(data_path: Path, tmp_path: Path) -> None:
+    """A bench with --jobs 2 killed by SIGTERM: its pool workers end on their own."""
+    bench = subprocess.Popen(
+        [
+            sys.executable, "-m", "simulations.cli", "bench",
+            "--datasets", str(data_path), "--methods", "otm", "--seeds", "4",
+            "--rounds", "200", "--jobs", "2",
+            "--out", str(tmp_path), "--hyperparameters", "", *SMALL,
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def children(pid: int) -> set[int]:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+        return {int(p) for p in out.stdout.split()}
+
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := children(bench.pid)) < 2:  # spawned workers (and more)
+            assert bench.poll() is None, "bench ended before its workers started"
+            assert time.monotonic() < deadline, "no pool workers after 120 s"
+            time.sleep(0.5)
+        time.sleep(2)  # let them start their runs
+        bench.send_signal(signal.SIGTERM)
+        bench.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while alive := {p for p in workers if Path(f"/proc/{p}").exists()}:
+            assert time.monotonic() < deadline, f"workers {alive} outlived the bench"
+            time.sleep(0.5)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+        for pid in children(bench.pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_hyperparameter_file_is_validated_and_applied(tmp_path: Path) -> None:
