@@ -59,7 +59,9 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
         rows = trainer.sample_rows(upload_size(msg, agent.n_train))
     else:  # anchored rows always go up, so the server can pin them every round
         rng = np.random.default_rng([config.seed, agent.agent_id, server_round, 43])
-        rows = upload_rows(ids, upload_size(msg, agent.n_train), rng)
+        rows = upload_rows(
+            ids, upload_size(msg, agent.n_train), rng, round_key=server_round
+        )
     folder = diagnostics_dir(config.diagnostics_dir, context.run_id)
     if folder is not None:  # local file for the simulator; never in a message
         save_upload_labels(folder, agent.agent_id, server_round, agent.y_train[rows])

@@ -276,6 +276,19 @@ def common_anchors(
     return ids, rows
 
 
+def _keep_anchors(
+    ids: np.ndarray, rows: list[np.ndarray], capacity: int, seed: int | None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The ``capacity`` anchors held by the most clouds (ties: a seeded draw).
+
+    The other shared ids are then matched as rows without id.
+    """
+    holders = np.sum([r >= 0 for r in rows], axis=0)
+    tiebreak = np.random.default_rng(seed).random(ids.size)
+    keep = np.sort(np.lexsort((tiebreak, -holders))[:capacity])
+    return ids[keep], [r[keep] for r in rows]
+
+
 # ----------------------------------------------------------------------------
 # structure matrices, profiles and costs
 # ----------------------------------------------------------------------------
@@ -651,8 +664,9 @@ def anchored_fgw_barycenter(
     profile_neighbors : int
         Bandwidth of the soft profiles: distance to this nearest anchor.
     n_points : int, optional
-        Barycenter size ``N`` (default ``n_init``); must be >= the number of
-        anchors.
+        Barycenter size ``N`` (default ``n_init``). When more ids are shared
+        than ``N``, the ``N`` held by the most clouds are anchors and the other
+        shared rows are matched as rows without id.
     tol : float
         Relative change of the minimised objective below which the updates
         stop.
@@ -737,6 +751,9 @@ def anchored_fgw_barycenter(
     eff_alpha = {"fgw": float(alpha), "w": 0.0, "gw": 1.0}[variant]
 
     anchors, rows = common_anchors(ids, int(min_clouds))
+    capacity = clouds[init].shape[0] if n_points is None else int(n_points)
+    if anchors.size > capacity:  # the support holds at most one point per anchor
+        anchors, rows = _keep_anchors(anchors, rows, capacity, seed)
     if anchors.size < min_anchors:
         reason = (
             f"{anchors.size} anchor id(s) shared by >= {min_clouds} clouds "

@@ -56,17 +56,22 @@ def anchor_ids(record_keys: np.ndarray, rate: float, salt: str) -> np.ndarray:
     return out
 
 
-def upload_rows(ids: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def upload_rows(
+    ids: np.ndarray, n: int, rng: np.random.Generator, *, round_key: int = 0
+) -> np.ndarray:
     """Rows for an upload of ``n`` codes: the anchored rows first, then others.
 
-    Anchored rows (``ids >= 0``) always go up (a random ``n`` of them when there
-    are more), so the server can match them in every round; the remaining slots
-    are filled with a random draw of the other rows.
+    Anchored rows (``ids >= 0``) always go up, so the server can match them in
+    every round; the remaining slots are filled with a random draw of the other
+    rows. When an agent holds more anchored rows than fit, it sends the ``n``
+    whose ids rank first by a hash of (id, ``round_key``): agents holding the
+    same records then send the same ones, and the choice rotates by round.
     """
     anchored = np.flatnonzero(ids >= 0)
     others = np.flatnonzero(ids < 0)
     n = min(n, len(ids))
     if len(anchored) >= n:
-        return rng.choice(anchored, n, replace=False)
+        rank = [_hash64(str(round_key), int(i), "upload") for i in ids[anchored]]
+        return anchored[np.argsort(rank, kind="stable")[:n]]
     rest = rng.choice(others, n - len(anchored), replace=False)
     return np.concatenate([rng.permutation(anchored), rest])

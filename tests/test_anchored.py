@@ -196,6 +196,23 @@ def test_anchor_held_by_clouds_other_than_init():
     _check_couplings(res, [30, 30, 30])
 
 
+def test_more_shared_ids_than_barycenter_points():
+    """Clouds of 20 rows sharing 26 ids in all (each cloud a different 20): the 20
+    ids held by all three clouds are the anchors, the rest match as plain rows."""
+    rng = np.random.default_rng(4)
+    codes = [rng.normal(size=(20, 3)) for _ in range(3)]
+    common = np.arange(100, 114)  # 14 ids in every cloud
+    extra = [np.arange(200, 206), np.arange(200, 206), np.arange(300, 306)]
+    ids = [rng.permutation(np.concatenate([common, e])) for e in extra]
+    # ids 200-205 are in clouds 0 and 1, ids 300-305 in cloud 2 only: 20 shared
+    res = anchored_fgw_barycenter(codes, ids, n_iter=1, seed=0, n_points=16)
+    assert res.anchored and res.anchor_ids.size == 16
+    assert set(common.tolist()) <= set(res.anchor_ids.tolist())  # most holders
+    _check_couplings(res, [20, 20, 20])
+    full = anchored_fgw_barycenter(codes, ids, n_iter=1, seed=0)
+    assert full.anchored and full.anchor_ids.size == 20
+
+
 def test_fallback_with_fewer_than_two_anchors():
     codes, ids = _random_case(shared=1)
     with pytest.warns(UserWarning, match="label-free"):
@@ -251,7 +268,7 @@ def test_invalid_options():
     with pytest.raises(MixerError, match="anchor_weight"):
         anchored_fgw_barycenter(codes, ids, anchor_weight=-1.0)
     with pytest.raises(MixerError, match="n_points"):
-        anchored_fgw_barycenter(codes, ids, n_points=3)
+        anchored_fgw_barycenter(codes, ids, n_points=0)
     with pytest.raises(MixerError, match="min_clouds"):
         anchored_fgw_barycenter(codes, ids, min_clouds=1)
 

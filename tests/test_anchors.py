@@ -46,6 +46,22 @@ def test_upload_rows_always_include_the_anchored_rows() -> None:
     assert len(upload_rows(ids, 500, rng)) == 100
 
 
+def test_agents_with_too_many_anchored_rows_send_the_same_records() -> None:
+    """Two agents hold the same 40 records in different rows; each can send 16:
+    they pick the same 16 ids, and another round picks another set."""
+    rng = np.random.default_rng(2)
+    shared = rng.integers(0, 2**56, size=40)
+    agent_a = np.full(60, -1, np.int64)
+    agent_b = np.full(50, -1, np.int64)
+    agent_a[rng.choice(60, 40, replace=False)] = shared
+    agent_b[rng.choice(50, 40, replace=False)] = shared
+    pick_a = agent_a[upload_rows(agent_a, 16, np.random.default_rng(0), round_key=3)]
+    pick_b = agent_b[upload_rows(agent_b, 16, np.random.default_rng(9), round_key=3)]
+    assert len(set(pick_a.tolist())) == 16 and set(pick_a) == set(pick_b)
+    later = agent_a[upload_rows(agent_a, 16, np.random.default_rng(0), round_key=4)]
+    assert set(later) != set(pick_a)
+
+
 def test_protocol_rejects_bad_anchor_ids() -> None:
     ok = P.validate_anchor_ids(np.array([5, -1, 7]), 3)
     assert ok.dtype == np.int64
