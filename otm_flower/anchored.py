@@ -518,10 +518,7 @@ def _anchor_support(
     n_anchor = rows[init].size
     own = rows[init] >= 0
     n_bary = n0 if n_points is None else int(n_points)
-    if n_bary < n_anchor:
-        raise MixerError(
-            f"n_points={n_bary} is smaller than the number of anchors ({n_anchor})"
-        )
+    assert n_bary >= n_anchor, "the caller keeps at most n_points anchors"
     pts = np.full(n_anchor, -1, np.int64)
     if n_points is None:
         src_row = np.arange(n0)

@@ -65,8 +65,9 @@ def load_hyperparameters(path: str | Path | None) -> dict[str, dict[str, Any]]:
     keys, optionally with task subtables (``[otm.clustering]``,
     ``[otm.classification]``) whose keys apply only to that task's regimes, and
     regime subtables (``[otm.anchored]``) whose keys apply only to that regime (on
-    top of the task's); every key and value is validated against
-    :class:`RunConfig`.
+    top of the task's). ``inherit = "otm"`` in a method table starts it from that
+    method's table (subtables merged key by key). Every key and value is validated
+    against :class:`RunConfig`.
 
     Raises
     ------
@@ -89,19 +90,46 @@ def load_hyperparameters(path: str | Path | None) -> dict[str, dict[str, Any]]:
     for method, table in tables.items():
         if not isinstance(table, dict):
             raise ConfigError(f"hyperparameter file {path}: [{method}] is not a table")
-        cells = [(task, None) for task in TASKS] + [
-            (spec.get("task", "clustering"), regime) for regime, spec in REGIMES.items()
-        ]
-        for task, regime in cells:
+    try:
+        tables = {method: _inherited(tables, method) for method in tables}
+    except ConfigError as err:
+        raise ConfigError(f"hyperparameter file {path}: {err}") from err
+    for method, table in tables.items():
+        for regime, spec in REGIMES.items():
+            task = spec.get("task", "clustering")
             try:
                 parse_run_config(_cell_table(table, task, regime))
             except ConfigError as err:
-                where = f"task {task}" + (f", regime {regime}" if regime else "")
                 raise ConfigError(
-                    f"hyperparameter file {path}, [{method}] ({where}): {err}"
+                    f"hyperparameter file {path}, [{method}] "
+                    f"(task {task}, regime {regime}): {err}"
                 ) from err
     return tables
 
+
+def _inherited(tables: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """``tables[method]`` on top of the table it names in ``inherit``, if any."""
+    table = dict(tables[method])
+    parent = table.pop(INHERIT, None)
+    if parent is None:
+        return table
+    base = tables.get(parent)
+    if not isinstance(base, dict) or INHERIT in base:
+        raise ConfigError(
+            f"[{method}] inherit = {parent!r}: must name a method table of the file "
+            "that does not inherit itself"
+        )
+    merged = dict(base)
+    for key, value in table.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+#: Key of a method table that names the method table it starts from.
+INHERIT = "inherit"
 
 #: Names of the subtables a method table may hold: tasks, then regimes.
 SUBTABLES = tuple(dict.fromkeys((*TASKS, *REGIMES)))

@@ -212,10 +212,37 @@ def test_regime_subtables_apply_to_their_regime_only(tmp_path: Path) -> None:
         load_hyperparameters(path)
 
 
+def test_inherit_starts_from_another_method_table(tmp_path: Path) -> None:
+    path = tmp_path / "inherit.toml"
+    path.write_text(
+        "[otm]\nweight-reg = 0.5\n[otm.clustering]\nweight-cluster = 2.0\n"
+        "weight-mix = 1.0\n[otm.anchored]\nweight-reg = 3.0\n"
+        '[otm-nomix]\ninherit = "otm"\n[otm-nomix.clustering]\nweight-mix = 0.2\n'
+    )
+    tables = load_hyperparameters(path)
+    nomix = run_config_for(BenchRun("tiny", "otm-nomix", "anchored", 0), 1, tables, {})
+    otm = run_config_for(BenchRun("tiny", "otm", "anchored", 0), 1, tables, {})
+    assert (nomix.weight_reg, nomix.weight_cluster, nomix.weight_mix) == (3.0, 2.0, 0.2)
+    assert otm.weight_mix == 1.0  # the parent is not changed by its heir
+    path.write_text('[otm-nomix]\ninherit = "otm"\n')
+    with pytest.raises(ConfigError, match="inherit = 'otm'"):
+        load_hyperparameters(path)
+    path.write_text('[otm]\n[otm-w]\ninherit = "otm"\n[otm-gw]\ninherit = "otm-w"\n')
+    with pytest.raises(ConfigError, match="does not inherit itself"):
+        load_hyperparameters(path)
+
+
 def test_repository_hyperparameters_are_valid() -> None:
     from simulations.bench import DEFAULT_HYPERPARAMETERS
 
-    assert set(load_hyperparameters(DEFAULT_HYPERPARAMETERS)) >= {"otm", "fedavg"}
+    tables = load_hyperparameters(DEFAULT_HYPERPARAMETERS)
+    assert set(tables) >= {"otm", "fedavg"}
+    # the ablations differ from the benchmark's otm in their method only
+    for regime in ("unaligned", "anchored"):
+        otm = run_config_for(BenchRun("tiny", "otm", regime, 0), 1, tables, {})
+        for method in ("otm-w", "otm-gw", "otm-nomix"):
+            config = run_config_for(BenchRun("tiny", method, regime, 0), 1, tables, {})
+            assert {**config.to_dict(), "method": "otm"} == otm.to_dict()
 
 
 def test_bad_arguments_exit_2(tmp_path: Path) -> None:

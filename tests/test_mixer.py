@@ -386,7 +386,6 @@ def test_own_frame_mix_is_coherent_for_matched_agents_in_different_frames():
     for k in range(2):
         np.testing.assert_allclose(alone[k], own[k])
         np.testing.assert_allclose(alone_bary[k], framed_bary[k])
-    for k in range(2):
         scale = np.linalg.norm(own[k])
         # in its own frame every agent's mix is its own projection (the other
         # agent's codes map onto it), whatever the Dirichlet weights
