@@ -39,6 +39,10 @@ def otm_loss_terms(
     return terms
 
 
+_EXCHANGE_STREAM = 1_000_003
+"""Offset of the exchange stream's seed from the training stream's."""
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weights of the local objective's terms.
@@ -98,7 +102,12 @@ class LocalTrainer:
     num_clusters : int
         k of the clustering term (needed when ``weights.cluster > 0``).
     seed : int
-        Seeds model initialisation and the trainer's own random stream.
+        Seeds model initialisation, the training stream (minibatch order, prior
+        samples) and a separate *exchange* stream (which rows are uploaded, which
+        mixed rows join a minibatch). Keeping the two apart makes an OTM agent
+        whose cross-agent terms are off (``weights.mix == weights.reg == 0``)
+        train exactly as it would alone, step for step, so OTM-versus-local
+        comparisons measure the terms, not a reshuffled random stream.
     """
 
     def __init__(
@@ -139,6 +148,7 @@ class LocalTrainer:
         self.weights = weights
         self.num_clusters = num_clusters
         self.generator = torch.Generator().manual_seed(seed)
+        self.exchange_generator = torch.Generator().manual_seed(seed + _EXCHANGE_STREAM)
 
     @property
     def n_train(self) -> int:
@@ -206,15 +216,20 @@ class LocalTrainer:
             terms["task"] = F.cross_entropy(self.model.head(z), self.y[idx])
         if rows is not None and mixed is not None:
             pick = torch.randint(
-                len(rows), (min(len(idx), len(rows)),), generator=self.generator
+                len(rows),
+                (min(len(idx), len(rows)),),
+                generator=self.exchange_generator,
             )
+            # with weight-reg 0 the alignment term is skipped: its extra encoder
+            # pass would move BatchNorm's running statistics for nothing
+            align = barycenter is not None and self.weights.reg > 0
             terms.update(
                 otm_loss_terms(
                     self.model.encode,
                     self.model.decode,
                     self.x[rows[pick]],
                     mixed[pick],
-                    None if barycenter is None else barycenter[pick],
+                    barycenter[pick] if align and barycenter is not None else None,
                 )
             )
         return terms
@@ -229,7 +244,9 @@ class LocalTrainer:
     def sample_rows(self, n: int) -> np.ndarray:
         """Draw ``min(n, n_train)`` distinct training rows for the next upload."""
         n = min(n, self.n_train)
-        return torch.randperm(self.n_train, generator=self.generator)[:n].numpy()
+        return torch.randperm(self.n_train, generator=self.exchange_generator)[
+            :n
+        ].numpy()
 
     def state_bytes(self) -> bytes:
         """Serialise model, optimiser and random stream (to keep across rounds)."""
@@ -239,6 +256,7 @@ class LocalTrainer:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "generator": self.generator.get_state(),
+                "exchange_generator": self.exchange_generator.get_state(),
             },
             buffer,
         )
@@ -250,6 +268,8 @@ class LocalTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        if "exchange_generator" in state:  # absent in states saved by earlier versions
+            self.exchange_generator.set_state(state["exchange_generator"])
 
 
 def append_label_block(

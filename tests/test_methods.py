@@ -164,6 +164,40 @@ def test_fedavg_runs_are_reproducible(data_path: Path) -> None:
     assert restored == [True, True]
 
 
+def test_otm_with_its_terms_off_trains_exactly_as_local(data_path: Path) -> None:
+    """Upload rows and mix minibatches come from a separate exchange stream, so an
+    OTM agent whose cross-agent terms weigh 0 follows `local` step for step (an
+    OTM-versus-local gap then measures the terms, not a reshuffled stream)."""
+    from clients.node import agent_for_node, restore_trainer
+    from otm_flower.agent import build_trainer, load_agents
+
+    rounds = {"num-server-rounds": 3}
+    local_config = _config(data_path, method="local", **rounds)
+    agents, n_classes = load_agents(local_config)
+    alone = {}
+    for agent in agents:
+        trainer = build_trainer(local_config, agent, n_classes)
+        for _ in range(3):
+            trainer.train(local_config.local_epochs)
+        alone[agent.agent_id] = trainer.encode()
+    gaps = {}
+    for mix in (0.0, 1.0):
+        config = _config(
+            data_path,
+            **rounds,
+            **{"weight-mix": mix, "weight-reg": 0.0, "mix-frame": "own"},
+        )
+        _, grid = simulate_inprocess(config)
+        for context in grid.contexts.values():
+            agent, n = agent_for_node(config, dict(context.node_config))
+            codes = restore_trainer(config, agent, n, context).encode()
+            gaps[(mix, agent.agent_id)] = float(
+                np.abs(codes - alone[agent.agent_id]).max()
+            )
+    assert all(gaps[(0.0, a)] == 0.0 for a in alone)
+    assert all(gaps[(1.0, a)] > 0.0 for a in alone)  # the mix term does act
+
+
 def test_inprocess_runtime_matches_flowers_simulation_engine(
     data_path: Path, tmp_path: Path
 ) -> None:
