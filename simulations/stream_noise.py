@@ -1,9 +1,11 @@
 """How much `local`'s score moves when only its random stream is perturbed.
 
-An OTM agent draws from the same torch generator as its local training (which
-rows to upload, which mixed rows join each minibatch), so even a mix that
-carries nothing changes every later minibatch order. This script measures the
-spread that such a perturbation alone causes: each agent trains alone exactly
+Until session 6 an OTM agent drew which rows to upload and which mixed rows
+join each minibatch from the same torch generator as its local training, so
+even a mix that carried nothing changed every later minibatch order (agents now
+use a separate exchange stream). This script measures the spread that such a
+perturbation alone causes, the noise floor of an OTM-versus-local comparison on
+a data set: each agent trains alone exactly
 as the ``local`` method does (same config, seeds, rounds and epochs), but after
 every round draws ``k`` extra numbers from its trainer's generator. ``k = 0`` is
 the ``local`` method itself; any ``k > 0`` is an equally valid local run with a
