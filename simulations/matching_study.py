@@ -43,6 +43,7 @@ from otm_flower.agent import build_trainer, load_agents
 from otm_flower.config import RunConfig
 from otm_flower.fast_fgw import round_to_coupling
 from otm_flower.matching import (
+    MAX_EXHAUSTIVE_CLUSTERS,
     relabelling_agreement,
     search_relabellings,
     semantic_relabelling,
@@ -171,6 +172,13 @@ def study(
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Every pair's agreement per route and seed, with means over pairs."""
+    _, n_classes = load_agents(RunConfig(dataset=dataset, method="local"))
+    if "relabel" in routes and n_classes > MAX_EXHAUSTIVE_CLUSTERS:
+        raise ValueError(
+            f"{dataset} has {n_classes} classes: the relabel route enumerates K! "
+            f"relabellings and allows K <= {MAX_EXHAUSTIVE_CLUSTERS}; leave it out "
+            "of --routes"
+        )
     runs = []
     for seed in seeds:
         start = time.perf_counter()
@@ -256,14 +264,18 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     args = _parse(argv)
-    result = study(
-        args.dataset,
-        features=args.features,
-        seeds=range(args.seeds),
-        rows=args.rows,
-        routes=args.routes,
-        starts=args.starts,
-    )
+    try:
+        result = study(
+            args.dataset,
+            features=args.features,
+            seeds=range(args.seeds),
+            rows=args.rows,
+            routes=args.routes,
+            starts=args.starts,
+        )
+    except ValueError as err:
+        print(f"matching_study: error: {err}", file=sys.stderr)
+        return 2
     print(markdown(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

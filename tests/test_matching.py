@@ -117,3 +117,14 @@ def test_study_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "| relabel-ceiling |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         study_main([*argv, "--routes", "gw,magic"])
+
+
+def test_study_refuses_relabel_beyond_ten_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = clustered_views_npz(
+        tmp_path / "eleven.npz", n=110, k=11, dims=(3, 3), spread=2.0, seed=0, name="e"
+    )
+    argv = ["--dataset", str(data), "--features", "raw", "--rows", "60"]
+    assert study_main([*argv, "--routes", "relabel"]) == 2
+    assert "11 classes" in capsys.readouterr().err
