@@ -36,6 +36,7 @@ from sklearn.cluster import KMeans
 __all__ = [
     "MAX_EXHAUSTIVE_CLUSTERS",
     "RelabellingSearch",
+    "plan_agreement",
     "relabelling_agreement",
     "relabelling_coupling",
     "search_relabellings",
@@ -190,15 +191,19 @@ def relabelling_coupling(search: RelabellingSearch, perm: np.ndarray) -> np.ndar
     return plan / plan.sum()
 
 
+def plan_agreement(plan: np.ndarray, y1: np.ndarray, y2: np.ndarray) -> float:
+    """Share of a two-cloud coupling's mass (``n1 x n2``) linking same-class rows."""
+    y1, y2 = np.asarray(y1), np.asarray(y2)
+    if plan.shape != (y1.size, y2.size):
+        raise ValueError(f"labels {y1.shape}, {y2.shape} do not fit plan {plan.shape}")
+    return float((plan * (y1[:, None] == y2[None, :])).sum() / plan.sum())
+
+
 def relabelling_agreement(
     search: RelabellingSearch, perm: np.ndarray, y1: np.ndarray, y2: np.ndarray
 ) -> float:
     """Class agreement (same-class mass) of :func:`relabelling_coupling`."""
-    plan = relabelling_coupling(search, perm)
-    y1, y2 = np.asarray(y1), np.asarray(y2)
-    if plan.shape != (y1.size, y2.size):
-        raise ValueError(f"labels {y1.shape}, {y2.shape} do not fit plan {plan.shape}")
-    return float((plan * (y1[:, None] == y2[None, :])).sum())
+    return plan_agreement(relabelling_coupling(search, perm), y1, y2)
 
 
 def semantic_relabelling(

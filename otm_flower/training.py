@@ -222,14 +222,14 @@ class LocalTrainer:
             )
             # with weight-reg 0 the alignment term is skipped: its extra encoder
             # pass would move BatchNorm's running statistics for nothing
-            align = barycenter is not None and self.weights.reg > 0
+            target = barycenter if self.weights.reg > 0 else None
             terms.update(
                 otm_loss_terms(
                     self.model.encode,
                     self.model.decode,
                     self.x[rows[pick]],
                     mixed[pick],
-                    barycenter[pick] if align and barycenter is not None else None,
+                    None if target is None else target[pick],
                 )
             )
         return terms
@@ -244,9 +244,8 @@ class LocalTrainer:
     def sample_rows(self, n: int) -> np.ndarray:
         """Draw ``min(n, n_train)`` distinct training rows for the next upload."""
         n = min(n, self.n_train)
-        return torch.randperm(self.n_train, generator=self.exchange_generator)[
-            :n
-        ].numpy()
+        order = torch.randperm(self.n_train, generator=self.exchange_generator)
+        return order[:n].numpy()
 
     def state_bytes(self) -> bytes:
         """Serialise model, optimiser and random stream (to keep across rounds)."""

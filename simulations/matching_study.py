@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 import warnings
@@ -44,18 +43,15 @@ from otm_flower.config import RunConfig
 from otm_flower.fast_fgw import round_to_coupling
 from otm_flower.matching import (
     MAX_EXHAUSTIVE_CLUSTERS,
+    plan_agreement,
     relabelling_agreement,
     search_relabellings,
     semantic_relabelling,
 )
+from otm_flower.results import write_result
 
 ROUTES = ("gw", "gw-best", "gw-kernel", "annealed", "relabel")
 FEATURES = ("raw", "codes")
-
-
-def agreement(plan: np.ndarray, y1: np.ndarray, y2: np.ndarray) -> float:
-    """Share of a coupling's mass that links same-class rows."""
-    return float((plan * (y1[:, None] == y2[None, :])).sum() / plan.sum())
 
 
 def structure_matrix(z: np.ndarray, kernel: bool) -> np.ndarray:
@@ -135,7 +131,7 @@ def pair_routes(
             out["relabel-ceiling"] = relabelling_agreement(search, semantic, y1, y2)
             out["relabel-rank-share"] = search.rank(semantic) / search.objectives.size
         else:
-            out[route] = agreement(solvers[route](), y1, y2)
+            out[route] = plan_agreement(solvers[route](), y1, y2)
     return out
 
 
@@ -278,8 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(markdown(result))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+        write_result(result, args.out)
     return 0
 
 

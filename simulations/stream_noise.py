@@ -18,7 +18,6 @@ Run ``python -m simulations.stream_noise --help``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -30,6 +29,7 @@ import torch
 
 from otm_flower.agent import build_trainer, evaluate_agent, load_agents
 from otm_flower.config import RunConfig
+from otm_flower.results import write_result
 
 
 def perturbed_local_score(config: RunConfig, extra_draws: int) -> float:
@@ -116,8 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = stream_noise(RunConfig(**options), range(args.seeds), draws)
     print(markdown(result))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+        write_result(result, args.out)
     return 0
 
 
