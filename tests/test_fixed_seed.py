@@ -1,0 +1,89 @@
+"""Fixed-seed metrics on the embedded default stay what they were.
+
+``tests/data/fixed_seed_metrics.json`` holds the metrics of the cases below,
+measured with ``python tests/test_fixed_seed.py --write`` on version 0.1.0 (before
+the 2026-12 redesign of the strategy, mixer and apps). A refactoring that changes
+no behaviour keeps them identical; a deliberate change of behaviour rewrites the
+file and says why in CHANGELOG.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "data" / "fixed_seed_metrics.json"
+BASE = {
+    "dataset": "handwritten",
+    "num-server-rounds": 2,
+    "local-epochs": 1,
+    "seed": 3,
+    "diagnostics-dir": "auto",
+}
+CASES: dict[str, dict[str, Any]] = {
+    "otm": {},
+    "otm-exact": {"solver": "exact"},
+    "otm-anchored-own": {
+        "anchor-rate": 0.05,
+        "mix-frame": "own",
+        "weight-mix": 1.0,
+        "weight-reg": 3.0,
+    },
+    "otm-head": {
+        "method": "otm-head",
+        "task": "classification",
+        "mix-frame": "own",
+        "weight-reg": 3.0,
+    },
+    "otm-nomix": {"method": "otm-nomix"},
+    "otm-w": {"method": "otm-w"},
+    "otm-fedavg-labelcost": {
+        "method": "otm-fedavg",
+        "task": "classification",
+        "label-cost-weight": 10.0,
+    },
+    "fedavg": {"method": "fedavg"},
+    "local": {"method": "local"},
+}
+KEPT = (
+    "agents",
+    "mean",
+    "history",
+    "bytes_up",
+    "bytes_down",
+    "coupling_agreement",
+    "coupling_agreement_history",
+    "rejected",
+)
+
+
+def run_case(name: str, folder: Path) -> dict[str, Any]:
+    """The kept metrics of one case, run in process."""
+    from otm_flower.config import parse_run_config
+    from simulations.cli import simulate
+
+    values = {**BASE, **CASES[name], "out": str(folder / f"{name}.json")}
+    result = simulate(parse_run_config(values), runtime="inprocess")
+    return json.loads(json.dumps({key: result.get(key) for key in KEPT}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_fixed_seed_metrics_unchanged(name: str, tmp_path: Path) -> None:
+    expected = json.loads(GOLDEN.read_text())[name]
+    assert run_case(name, tmp_path) == expected
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        raise SystemExit("usage: python tests/test_fixed_seed.py --write")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = {name: run_case(name, Path(tmp)) for name in CASES}
+    GOLDEN.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {GOLDEN}")
