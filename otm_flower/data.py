@@ -63,6 +63,8 @@ SHARED_NAMES: dict[str, str] = {
     "scene15": "Scene-15.mat",
     "prokaryotic": "Prokaryotic.mat",
     "movies": "Movies.mat",
+    "orl": "ORL.mat",
+    "wikipedia": "Wikipedia.mat",
     "handwritten-mat": "Handwritten.mat",
 }
 """Short dataset names -> file names in the shared data folder."""

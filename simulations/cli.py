@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dataset",
         default=None,
         help="handwritten, a shared name "
-        "(bdgp, cub, scene-15, prokaryotic, movies) or a .mat/.npz path",
+        "(bdgp, cub, scene-15, prokaryotic, movies, orl, wikipedia) or a .mat/.npz path",
     )
     run.add_argument(
         "--method", default=None, choices=list(METHODS), help="default: otm"

@@ -36,6 +36,8 @@ README_TABLE = {
     "cub_googlenet_doc2vec_c10.mat": (600, [1024, 300], 10),
     "Prokaryotic.mat": (551, [393, 3, 438], 4),
     "Movies.mat": (617, [1878, 1398], 17),
+    "ORL.mat": (400, [288, 288], 40),
+    "Wikipedia.mat": (2866, [128, 10], 10),
 }
 
 
