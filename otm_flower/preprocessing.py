@@ -1,0 +1,240 @@
+"""A fitted, saveable per-party preprocessing of one view's features.
+
+:class:`Preprocessor` is fitted on a party's own training rows and stored with
+its model as plain JSON-able values (:meth:`Preprocessor.to_dict`,
+:meth:`Preprocessor.from_dict`), so the same transform is applied to later
+(test or production) rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.preprocessing import StandardScaler, normalize
+
+__all__ = ["KINDS", "SPARSE_ZERO_FRACTION", "Preprocessor", "choose_kind"]
+
+Kind: TypeAlias = Literal["standard", "l2", "none"]
+KINDS: tuple[str, ...] = ("standard", "l2", "none")
+"""The transforms a :class:`Preprocessor` can apply."""
+
+SPARSE_ZERO_FRACTION = 0.9
+"""Fraction of zero entries from which a non-negative view counts as sparse."""
+
+_FORMAT = 1  # version of the to_dict layout
+
+Matrix: TypeAlias = "np.ndarray | sp.spmatrix | sp.sparray"
+
+
+def _zero_fraction(x: Matrix) -> float:
+    """Fraction of the entries of ``x`` that are zero (sparse or dense)."""
+    size = x.shape[0] * x.shape[1]
+    if size == 0:
+        return 0.0
+    if sp.issparse(x):
+        return 1.0 - float(np.count_nonzero(x.data)) / size
+    return float(np.mean(np.asarray(x) == 0))
+
+
+def choose_kind(features: Matrix) -> Kind:
+    """The automatic transform for a view, from its training rows.
+
+    Rule: ``"l2"`` when every value is non-negative and at least
+    :data:`SPARSE_ZERO_FRACTION` (90%) of the entries are zero, whether the
+    matrix is stored sparse or dense (bag-of-words counts, tf-idf weights);
+    otherwise ``"standard"`` (dense real-valued views).  ``"none"`` is never
+    chosen automatically.
+
+    Parameters
+    ----------
+    features : ndarray or scipy sparse matrix
+        ``(n_rows, n_features)`` training rows.
+
+    Returns
+    -------
+    {"standard", "l2"}
+    """
+    values = features.data if sp.issparse(features) else np.asarray(features)
+    non_negative = values.size == 0 or float(values.min()) >= 0.0
+    if non_negative and _zero_fraction(features) >= SPARSE_ZERO_FRACTION:
+        return "l2"
+    return "standard"
+
+
+def _dense(x: Matrix) -> np.ndarray:
+    return x.toarray() if sp.issparse(x) else np.asarray(x)
+
+
+class Preprocessor:
+    """Per-view transform fitted on one party's training rows.
+
+    Kinds:
+
+    - ``"standard"``: z-score every column with scikit-learn's
+      :class:`~sklearn.preprocessing.StandardScaler` (population standard
+      deviation; a zero-variance column is only centred, so it is 0 on the
+      training rows); sparse input is densified first.
+    - ``"l2"``: scale every row to unit Euclidean norm with
+      :func:`sklearn.preprocessing.normalize` (all-zero rows stay zero); no
+      fitted state, sparse input stays sparse until the dense output.
+    - ``"none"``: values unchanged.
+
+    Parameters
+    ----------
+    kind : {"auto", "standard", "l2", "none"}, default "auto"
+        ``"auto"`` picks the kind in :meth:`fit` with :func:`choose_kind`.
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``kind``.
+    """
+
+    def __init__(self, kind: str = "auto") -> None:
+        if kind != "auto" and kind not in KINDS:
+            raise ValueError(f"unknown preprocessing kind {kind!r}; use auto, {KINDS}")
+        self.kind: str = kind
+        self.n_features: int | None = None
+        self._scaler: StandardScaler | None = None
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` (or :meth:`from_dict`) has set the transform."""
+        return self.n_features is not None
+
+    def fit(self, features: Matrix) -> Preprocessor:
+        """Fit on the training rows (choosing the kind if ``"auto"``).
+
+        Parameters
+        ----------
+        features : ndarray or scipy sparse matrix
+            ``(n_rows, n_features)`` finite training rows, at least one row.
+
+        Returns
+        -------
+        Preprocessor
+            ``self``.
+        """
+        _check_matrix(features, None, "fit")
+        if features.shape[0] == 0:
+            raise ValueError("Preprocessor.fit: no rows to fit on")
+        if self.kind == "auto":
+            self.kind = choose_kind(features)
+        self._scaler = None
+        if self.kind == "standard":
+            self._scaler = StandardScaler().fit(_dense(features))
+        self.n_features = int(features.shape[1])
+        return self
+
+    def transform(self, features: Matrix) -> np.ndarray:
+        """Apply the fitted transform.
+
+        Parameters
+        ----------
+        features : ndarray or scipy sparse matrix
+            ``(n_rows, n_features)`` finite rows with the fitted column count.
+
+        Returns
+        -------
+        ndarray
+            Dense float32 ``(n_rows, n_features)``.
+
+        Raises
+        ------
+        ValueError
+            If not fitted, or on a wrong shape or NaN/Inf values.
+        """
+        if not self.is_fitted:
+            raise ValueError("Preprocessor.transform: call fit (or from_dict) first")
+        _check_matrix(features, self.n_features, "transform")
+        if self.kind == "standard":
+            assert self._scaler is not None
+            out = self._scaler.transform(_dense(features))
+        elif self.kind == "l2":
+            out = _dense(normalize(features, norm="l2"))
+        else:
+            out = _dense(features)
+        return np.asarray(out, dtype=np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted state as plain JSON-able values (see :meth:`from_dict`)."""
+        if not self.is_fitted:
+            raise ValueError("Preprocessor.to_dict: call fit first")
+        state: dict[str, Any] = {
+            "format": _FORMAT,
+            "kind": self.kind,
+            "n_features": self.n_features,
+        }
+        if self._scaler is not None:
+            state["mean"] = [float(v) for v in self._scaler.mean_]
+            state["var"] = [float(v) for v in self._scaler.var_]
+            state["scale"] = [float(v) for v in self._scaler.scale_]
+            state["n_samples_seen"] = int(self._scaler.n_samples_seen_)
+        return state
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Preprocessor:
+        """Rebuild a fitted :class:`Preprocessor` from :meth:`to_dict` output.
+
+        Raises
+        ------
+        ValueError
+            On an unknown format or kind, or missing or mis-sized values.
+        """
+        if state.get("format") != _FORMAT:
+            raise ValueError(
+                f"preprocessor state: unknown format {state.get('format')}"
+            )
+        kind = state.get("kind")
+        if kind not in KINDS:
+            raise ValueError(f"preprocessor state: unknown kind {kind!r}")
+        out = cls(str(kind))
+        out.n_features = int(state["n_features"])
+        if kind == "standard":
+            out._scaler = _restored_scaler(state, out.n_features)
+        return out
+
+
+def _restored_scaler(state: dict[str, Any], n_features: int) -> StandardScaler:
+    """A fitted StandardScaler with the stored mean, variance and scale."""
+    scaler = StandardScaler()
+    try:
+        arrays = {
+            k: np.asarray(state[k], dtype=np.float64) for k in ("mean", "var", "scale")
+        }
+        seen = int(state["n_samples_seen"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"preprocessor state: bad standard-scaler values ({err})"
+        ) from err
+    for name, values in arrays.items():
+        if values.shape != (n_features,):
+            raise ValueError(
+                f"preprocessor state: {name} has shape {values.shape}, "
+                f"expected ({n_features},)"
+            )
+    scaler.mean_, scaler.var_, scaler.scale_ = (
+        arrays["mean"],
+        arrays["var"],
+        arrays["scale"],
+    )
+    scaler.n_samples_seen_ = seen
+    scaler.n_features_in_ = n_features
+    return scaler
+
+
+def _check_matrix(x: Matrix, n_features: int | None, where: str) -> None:
+    """Refuse a non-2-D, wrongly sized or non-finite matrix."""
+    if len(x.shape) != 2:
+        raise ValueError(f"Preprocessor.{where}: features must be 2-D, got {x.shape}")
+    if n_features is not None and x.shape[1] != n_features:
+        raise ValueError(
+            f"Preprocessor.{where}: {x.shape[1]} feature columns, "
+            f"fitted on {n_features}"
+        )
+    values = x.data if sp.issparse(x) else np.asarray(x)
+    bad = int((~np.isfinite(values)).sum())
+    if bad:
+        raise ValueError(f"Preprocessor.{where}: {bad} NaN/Inf values in the features")
