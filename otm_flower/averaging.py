@@ -1,12 +1,14 @@
 """Parameter averaging of the OTM hybrids ``otm-fedavg`` and ``otm-head``.
 
 Flower-free, numpy only. Besides the OTM content, the server's ``train`` (and
-``evaluate``) message of these methods carries ArrayRecord :data:`SHARED_RECORD`
-with the latest example-weighted average of the agents' shared parameters, and
-each agent's ``train`` reply carries its trained shared parameters under the same
-record name. ``otm-fedavg`` shares what ``WAE.shared_state`` returns (latent-side
-layers, BatchNorm statistics and task head); ``otm-head`` only the task head
-(``head.*`` keys, ``WAE.head_state``).
+``evaluate``) message of these methods carries ArrayRecord ``shared``
+(:data:`otm_flower.protocol.SHARED_RECORD`) with the latest example-weighted
+average of the agents' shared parameters, and each agent's ``train`` reply carries
+its trained shared parameters under the same record name. ``otm-fedavg`` shares
+what ``WAE.shared_state`` returns (latent-side layers, BatchNorm statistics and
+task head); ``otm-head`` only the task head (``head.*`` keys, ``WAE.head_state``).
+The names ``SHARED_RECORD``, ``KEY_SHARING`` and ``HEAD_PREFIX`` are defined in
+:mod:`otm_flower.protocol` and re-exported here.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .protocol import ProtocolError
+from .protocol import HEAD_PREFIX, KEY_SHARING, SHARED_RECORD, ProtocolError
 
-#: Record (ArrayRecord) of the shared parameters, in both directions.
-SHARED_RECORD = "shared"
-#: Config-record key naming what is shared (``"all"`` or ``"head"``).
-KEY_SHARING = "shared-parameters"
-#: Key prefix of the task head's parameters (the only ones ``otm-head`` shares).
-HEAD_PREFIX = "head."
+__all__ = [
+    "HEAD_PREFIX",
+    "KEY_SHARING",
+    "SHARED_RECORD",
+    "validate_shared",
+    "weighted_average",
+]
 
 
 def validate_shared(

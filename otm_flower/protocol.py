@@ -21,31 +21,90 @@ The hybrids ``otm-fedavg``/``otm-head`` add ArrayRecord ``shared`` (model
 parameters, :mod:`otm_flower.averaging`) in both directions, and
 ``label-cost-weight`` > 0 widens the codes by a scaled one-hot label block; see
 ``docs/protocol.md``.
+
+Every record and key name of these messages is defined here, once; the strategy,
+the ServerApps and the clients import them from this module. The ``fedavg``
+baseline speaks Flower's own FedAvg messages (ArrayRecord :data:`ARRAYS_RECORD`,
+MetricRecord :data:`METRICS_RECORD`, ConfigRecord :data:`CONFIG_RECORD`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+#: Version the server sends under :data:`KEY_VERSION`; a client refuses another.
 PROTOCOL_VERSION = 1
 
+# Record names.
+#: ConfigRecord of every server message (round, version, batch size, sharing).
 CONFIG_RECORD = "config"
+#: ArrayRecord of the OTM codes, in both directions.
 CODES_RECORD = "otm"
+#: MetricRecord of every agent reply.
 METRICS_RECORD = "metrics"
+#: ArrayRecord of the hybrids' shared parameters, in both directions.
+SHARED_RECORD = "shared"
+#: ArrayRecord of the ``fedavg`` baseline's layers (Flower FedAvg's default
+#: ``arrayrecord_key``).
+ARRAYS_RECORD = "arrays"
 
+# Keys of the server's ConfigRecord.
 KEY_ROUND = "server-round"
 KEY_VERSION = "protocol-version"
 KEY_MIX_BATCH = "mix-batch-size"
+#: What a hybrid shares (``"all"`` or ``"head"``).
+KEY_SHARING = "shared-parameters"
+
+# Keys of the codes ArrayRecord.
 KEY_CODES = "codes"
 KEY_ANCHORS = "anchor-ids"
 KEY_MIXED = "mixed-codes"
 KEY_BARYCENTER = "barycenter-codes"
+
+#: Key prefix of the task head's parameters (all that ``otm-head`` shares).
+HEAD_PREFIX = "head."
+
+# Keys of the agents' MetricRecord.
 KEY_NUM_EXAMPLES = "num-examples"
 KEY_AGENT = "agent-id"
+KEY_MODALITY = "modality"
+KEY_N_TRAIN = "n-train"
+KEY_N_TEST = "n-test"
+#: Prefix of every training metric in a ``train`` reply (``train-rec``, ...).
+TRAIN_PREFIX = "train-"
+#: Training metric: the local-DP epsilon spent so far (``train-dp-epsilon`` on the
+#: wire).
+DP_EPSILON = "dp-epsilon"
+KEY_DP_EPSILON = TRAIN_PREFIX + DP_EPSILON
+
+#: Query action (message type ``query.identify``): which agent a node holds.
+QUERY_IDENTIFY = "identify"
 
 
 class ProtocolError(ValueError):
     """A message does not follow the OTM protocol."""
+
+
+@dataclass
+class MixTargets:
+    """What the server sent back for the agent's last uploaded batch.
+
+    Attributes
+    ----------
+    rows : np.ndarray
+        Indices of the uploaded batch in the agent's own training data. Local only:
+        never sent anywhere.
+    mixed : np.ndarray
+        Pulled-back mixed codes, one per row (n x d).
+    barycenter : np.ndarray, optional
+        Pulled-back barycenter, one per row (n x d), target of the alignment term.
+    """
+
+    rows: np.ndarray
+    mixed: np.ndarray
+    barycenter: np.ndarray | None = None
 
 
 def validate_codes(
