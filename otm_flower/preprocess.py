@@ -1,0 +1,114 @@
+"""Per-view feature preprocessing, fitted on an agent's own training rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfTransformer
+from sklearn.preprocessing import StandardScaler, normalize
+
+from .multiview import DataError, View, is_sparse
+
+__all__ = ["PREPROCESS_METHODS", "check_method", "preprocess_view"]
+
+PREPROCESS_METHODS = ("auto", "standard", "tfidf", "none")
+"""Names :func:`preprocess_view` accepts as ``method``."""
+
+Transform = Callable[[View], np.ndarray]
+
+
+def check_method(method: str) -> None:
+    """Raise ``ValueError`` unless ``method`` is one of :data:`PREPROCESS_METHODS`."""
+    if method not in PREPROCESS_METHODS:
+        raise ValueError(
+            f"unknown preprocess method {method!r}; use one of {PREPROCESS_METHODS}"
+        )
+
+
+def preprocess_view(
+    x_train: View, x_test: View, method: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit a per-view transform on the training rows and apply it to both sets.
+
+    Parameters
+    ----------
+    x_train, x_test : ndarray or scipy sparse matrix
+        ``(n, dim)`` rows of one view; ``x_test`` may have zero rows.
+    method : {"auto", "standard", "tfidf", "none"}
+        ``"standard"``: z-score each column (constant columns become 0);
+        ``"tfidf"``: tf-idf weighting then L2 row normalisation, for count
+        (bag-of-words) views, needs non-negative input; ``"auto"``: ``"tfidf"``
+        if ``x_train`` is sparse, or dense, non-negative, more than half zeros
+        and integer-valued, else ``"standard"``; ``"none"``: no transform.
+
+    Returns
+    -------
+    x_train, x_test : ndarray
+        Dense float32 arrays.
+
+    Raises
+    ------
+    DataError
+        On NaN/Inf values, mismatched or non-2-D shapes, or negative values for
+        ``"tfidf"``.
+    ValueError
+        On an unknown ``method``.
+    """
+    check_method(method)
+    _check_pair(x_train, x_test)
+    if method == "auto":
+        method = "tfidf" if _is_count_like(x_train) else "standard"
+    transform = _fit(method, x_train, x_test)
+    out_train = transform(x_train).astype(np.float32)
+    if x_test.shape[0] == 0:
+        out_test = np.zeros((0, out_train.shape[1]), dtype=np.float32)
+    else:
+        out_test = transform(x_test).astype(np.float32)
+    return out_train, out_test
+
+
+def _check_pair(x_train: View, x_test: View) -> None:
+    """Both 2-D and finite, ``x_train`` non-empty, equal column counts."""
+    for label, x in (("x_train", x_train), ("x_test", x_test)):
+        if x.ndim != 2:
+            raise DataError(f"preprocess_view: {label} must be 2-D, got {x.shape}")
+        values = x.data if is_sparse(x) else np.asarray(x)
+        if not np.all(np.isfinite(values)):
+            raise DataError(f"preprocess_view: {label} contains NaN or Inf values")
+    if x_train.shape[0] == 0:
+        raise DataError("preprocess_view: x_train has no rows to fit on")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise DataError(
+            f"preprocess_view: x_train has {x_train.shape[1]} columns, "
+            f"x_test {x_test.shape[1]}"
+        )
+
+
+def _is_count_like(x: View) -> bool:
+    """Sparse, or dense non-negative, mostly zero and (near-)integer valued."""
+    if is_sparse(x):
+        return True
+    if x.size == 0 or np.any(x < 0) or np.mean(x == 0) <= 0.5:
+        return False
+    return bool(np.allclose(x, np.round(x), atol=1e-6))
+
+
+def _dense(x: View) -> np.ndarray:
+    return x.toarray() if is_sparse(x) else np.asarray(x, dtype=np.float64)
+
+
+def _fit(method: str, x_train: View, x_test: View) -> Transform:
+    """The transform ``method`` (not ``"auto"``) fitted on ``x_train``."""
+    if method == "none":
+        return _dense
+    if method == "standard":
+        scaler = StandardScaler().fit(_dense(x_train))
+        return lambda x: scaler.transform(_dense(x))
+    for label, x in (("x_train", x_train), ("x_test", x_test)):
+        values = x.data if is_sparse(x) else np.asarray(x)
+        if values.size and values.min() < 0:
+            raise DataError(f"preprocess_view: tfidf needs non-negative {label}")
+    tfidf = TfidfTransformer(norm=None).fit(sp.csr_matrix(x_train))
+    return lambda x: _dense(normalize(tfidf.transform(sp.csr_matrix(x)), norm="l2"))
