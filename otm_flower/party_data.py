@@ -570,7 +570,8 @@ def _checked_labels(source: Path, raw: Any, n: int) -> np.ndarray:
     classes = np.unique(labels)
     if classes.size < 2:
         raise PartyDataError(
-            f"{source}: label column has one class ({classes[0]!r}) in {n} rows; "
+            f"{source}: label column has one class ({classes[0].item()!r}) in "
+            f"{n} rows; "
             "a labelled party needs at least 2 classes (or omit label_column)"
         )
     return labels
