@@ -19,6 +19,7 @@ from otm_flower.party_data import (
     check_test_matches,
     read_party_file,
 )
+from tests.conftest import SHARED_DATA, needs_shared_data
 
 
 def _frame(n: int = 6) -> pd.DataFrame:
@@ -35,7 +36,7 @@ def _frame(n: int = 6) -> pd.DataFrame:
 
 
 def _write_table(frame: pd.DataFrame, path: Path) -> Path:
-    if path.suffix == ".parquet":
+    if path.suffix in (".parquet", ".pq"):
         frame.to_parquet(path, index=False)
     else:
         sep = "\t" if path.suffix in (".tsv", ".txt") else ","
@@ -48,7 +49,7 @@ def _write_table(frame: pd.DataFrame, path: Path) -> Path:
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize("name", ["p.csv", "p.tsv", "p.txt", "p.parquet"])
+@pytest.mark.parametrize("name", ["p.csv", "p.tsv", "p.txt", "p.parquet", "p.pq"])
 def test_table_round_trip(tmp_path: Path, name: str) -> None:
     frame = _frame()
     path = _write_table(frame, tmp_path / name)
@@ -156,6 +157,16 @@ def test_single_view_mat_features_by_samples_is_transposed(tmp_path: Path) -> No
     np.testing.assert_array_equal(read_party_file(path).features, x)
 
 
+def test_sparse_single_view_mat_stays_sparse(tmp_path: Path) -> None:
+    x = sp.random(10, 30, density=0.1, format="csc", random_state=7)
+    path = tmp_path / "p.mat"
+    scipy.io.savemat(path, {"X": x})
+    table = read_party_file(path)
+    assert table.is_sparse and table.features.format == "csr"
+    np.testing.assert_array_equal(table.features.toarray(), x.toarray())
+    assert table.labels is None
+
+
 def _multi_view_mat(path: Path) -> list[np.ndarray]:
     rng = np.random.default_rng(6)
     views = [rng.normal(size=(8, 3)), rng.normal(size=(8, 5))]
@@ -183,6 +194,14 @@ def test_multi_view_mat_needs_a_view(tmp_path: Path) -> None:
         read_party_file(path)
     with pytest.raises(PartyDataError, match=r"pass view= 0..1 \(view=2 given\)"):
         read_party_file(path, view=2)
+
+
+@needs_shared_data
+def test_a_view_of_a_shared_benchmark_file() -> None:
+    table = read_party_file(SHARED_DATA / "Movies.mat", view=1)
+    assert table.features.shape == (617, 1398)
+    assert table.feature_names[:2] == ["actors_0", "actors_1"]
+    assert table.labels is not None and table.labels.shape == (617,)
 
 
 numeric_frames = data_frames(
