@@ -40,8 +40,10 @@ import numpy as np
 import ot
 import torch
 
+from otm_flower.config import ConfigError
 from otm_flower.fast_fgw import QUALITY_OPTIONS, fgw_objective
 from otm_flower.mixer import Solver, Structure, fgw_barycenter, mix_and_pull_back
+from simulations.overrides import split_key_value
 
 
 def _ints(text: str) -> list[int]:
@@ -83,6 +85,72 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
+#: The mixer's variants that :func:`run_case` times: name, solver, structure.
+VARIANTS: tuple[tuple[str, Solver, Structure], ...] = (
+    ("fast_free", "fast", "free"),
+    ("fast_features", "fast", "features"),
+    ("exact_features", "exact", "features"),
+)
+
+
+def _run_pot(
+    ys: list[np.ndarray], cs: list[np.ndarray], *, alpha: float, n_iter: int
+) -> tuple[tuple[Any, Any, Any], float]:
+    """POT's ``fgw_barycenters`` on normalised clouds, and its seconds."""
+    n = ys[0].shape[0]
+    return _timed(
+        lambda: ot.gromov.fgw_barycenters(
+            n,
+            ys,
+            cs,
+            alpha=alpha,
+            max_iter=n_iter,
+            tol=1e-12,
+            init_X=ys[0].copy(),
+            init_C=cs[0].copy(),
+            log=True,
+        )
+    )
+
+
+def _run_variant(
+    clouds: list[np.ndarray],
+    solver: Solver,
+    structure: Structure,
+    *,
+    alpha: float,
+    n_iter: int,
+    device: str,
+    fast_options: dict[str, Any] | None,
+) -> tuple[Any, float]:
+    """One mixer variant on ``clouds``: its result and seconds."""
+    run = functools.partial(
+        fgw_barycenter,
+        clouds,
+        alpha=alpha,
+        n_iter=n_iter,
+        tol=0.0,
+        solver=solver,
+        structure=structure,
+        device=device if solver == "fast" else "cpu",
+        fast_options=fast_options if solver == "fast" else None,
+    )
+    return _timed(run)
+
+
+def _variant_objective(res: Any, clouds: list[np.ndarray], alpha: float) -> float:
+    """The FGW barycenter objective of a mixer result on its own clouds."""
+    objective: float = fgw_objective(
+        res.barycenter,
+        res.plans,
+        clouds,
+        alpha=alpha,
+        c=res.structure_matrix,
+        scale=res.scale,
+    )[0]
+    return objective
+
+
 def run_case(
     clouds: list[np.ndarray],
     *,
@@ -95,7 +163,6 @@ def run_case(
     fast_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Time and score every method on one set of clouds (interleaved)."""
-    n = clouds[0].shape[0]
     scale = float(np.mean([ot.dist(c, c).max() for c in clouds]))
     ys = [c / np.sqrt(scale) for c in clouds]  # normalised inputs for POT
     cs = [ot.dist(y, y) for y in ys]
@@ -104,53 +171,26 @@ def run_case(
     for rep in range(repeats):
         last = rep == repeats - 1  # objectives from the last repeat (dense, slow)
         if pot:
-            (x, c, log), dt = _timed(
-                lambda: ot.gromov.fgw_barycenters(
-                    n,
-                    ys,
-                    cs,
-                    alpha=alpha,
-                    max_iter=n_iter,
-                    tol=1e-12,
-                    init_X=ys[0].copy(),
-                    init_C=cs[0].copy(),
-                    log=True,
-                )
-            )
+            (x, c, log), dt = _run_pot(ys, cs, alpha=alpha, n_iter=n_iter)
             times.setdefault("pot", []).append(dt)
             if last:
                 objs["pot"] = fgw_objective(x, log["T"], ys, alpha=alpha, c=c)[0]
-        variants: tuple[tuple[str, Solver, Structure], ...] = (
-            ("fast_free", "fast", "free"),
-            ("fast_features", "fast", "features"),
-            ("exact_features", "exact", "features"),
-        )
-        for name, solver, structure in variants:
+        for name, solver, structure in VARIANTS:
             if solver == "exact" and not exact:
                 continue
-            run = functools.partial(
-                fgw_barycenter,
+            res, dt = _run_variant(
                 clouds,
+                solver,
+                structure,
                 alpha=alpha,
                 n_iter=n_iter,
-                tol=0.0,
-                solver=solver,
-                structure=structure,
-                device=device if solver == "fast" else "cpu",
-                fast_options=fast_options if solver == "fast" else None,
+                device=device,
+                fast_options=fast_options,
             )
-            res, dt = _timed(run)
             times.setdefault(name, []).append(dt)
             if last:
-                objs[name] = fgw_objective(
-                    res.barycenter,
-                    res.plans,
-                    clouds,
-                    alpha=alpha,
-                    c=res.structure_matrix,
-                    scale=res.scale,
-                )[0]
-    row: dict[str, Any] = {"n": n, "K": len(clouds)}
+                objs[name] = _variant_objective(res, clouds, alpha)
+    row: dict[str, Any] = {"n": clouds[0].shape[0], "K": len(clouds)}
     for name, ts in times.items():
         row[f"t_{name}"] = float(np.median(ts))
     for name, val in objs.items():
@@ -297,31 +337,21 @@ def measure_memory(
     device: str,
 ) -> dict[str, Any]:
     """Run :func:`memory_case` in a fresh Python process; return its row."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "simulations.bench_mixer",
-        "--memory-child",
-        solver,
-        "--sizes",
-        str(n),
-        "--agents",
-        str(k),
-        "--dim",
-        str(dim),
-        "--data",
-        data,
-        "--alpha",
-        str(alpha),
-        "--memory-n-iter",
-        str(n_iter),
-        "--seed",
-        str(seed),
-        "--threads",
-        str(threads),
-        "--device",
-        device,
-    ]
+    flags = {
+        "--memory-child": solver,
+        "--sizes": n,
+        "--agents": k,
+        "--dim": dim,
+        "--data": data,
+        "--alpha": alpha,
+        "--memory-n-iter": n_iter,
+        "--seed": seed,
+        "--threads": threads,
+        "--device": device,
+    }
+    cmd = [sys.executable, "-m", "simulations.bench_mixer"]
+    for flag, value in flags.items():
+        cmd += [flag, str(value)]
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MEMORY ")]
@@ -370,9 +400,11 @@ def memory_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    ap = argparse.ArgumentParser(prog="bench-mixer", description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bench-mixer`` argument parser."""
+    ap = argparse.ArgumentParser(
+        prog="bench-mixer", description=(__doc__ or "").split("\n")[0]
+    )
     ap.add_argument("--sizes", type=_ints, default=[256, 512, 1024])
     ap.add_argument("--agents", type=_ints, default=[6])
     ap.add_argument("--repeats", type=int, default=1)
@@ -401,6 +433,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="extra option of the fast solver (repeatable), e.g. polish_steps=0",
     )
     ap.add_argument("--out", type=Path, default=None, help=".md or .json file")
+    _add_memory_arguments(ap)
+    return ap
+
+
+def _add_memory_arguments(ap: argparse.ArgumentParser) -> None:
+    """The ``--memory`` options (and the hidden one of its child processes)."""
     ap.add_argument(
         "--memory",
         action="store_true",
@@ -418,24 +456,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         "new plans then coexist; more iterations repeat the same peak)",
     )
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+
+
+CloudMaker = Callable[[int, int, int, int], list[np.ndarray]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    make = gaussian_clouds if args.data == "gaussian" else handwritten_clouds
+    make: CloudMaker = (
+        gaussian_clouds if args.data == "gaussian" else handwritten_clouds
+    )
     if args.memory_child is not None:
-        clouds = make(args.sizes[0], args.agents[0], args.dim, args.seed)
-        row = memory_case(
-            clouds,
-            solver=args.memory_child,
-            alpha=args.alpha,
-            n_iter=args.memory_n_iter,
-            seed=args.seed,
-            device=args.device,
-        )
-        print("MEMORY " + json.dumps(row), flush=True)
-        return 0
+        return _memory_child(args, make)
     if args.memory:
         return _memory_main(args)
+    return _time_main(args, make)
+
+
+def _memory_child(args: argparse.Namespace, make: CloudMaker) -> int:
+    """``--memory-child SOLVER``: one :func:`memory_case`, printed as JSON."""
+    clouds = make(args.sizes[0], args.agents[0], args.dim, args.seed)
+    row = memory_case(
+        clouds,
+        solver=args.memory_child,
+        alpha=args.alpha,
+        n_iter=args.memory_n_iter,
+        seed=args.seed,
+        device=args.device,
+    )
+    print("MEMORY " + json.dumps(row), flush=True)
+    return 0
+
+
+def _time_main(args: argparse.Namespace, make: CloudMaker) -> int:
+    """Time every method for each ``(n, K)``; print and write the table."""
     fast_options = _fast_options(args)
     if args.device != "cpu":  # CUDA context and kernels: not part of any timing
         fgw_barycenter(
@@ -447,9 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for n in args.sizes:
         for k in args.agents:
-            clouds = make(n, k, args.dim, args.seed)
             row = run_case(
-                clouds,
+                make(n, k, args.dim, args.seed),
                 alpha=args.alpha,
                 n_iter=args.n_iter,
                 repeats=args.repeats,
@@ -510,21 +566,32 @@ def _memory_main(args: argparse.Namespace) -> int:
 
 
 def _fast_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``--quality`` and ``--fast-option KEY=VALUE`` as the solver's options."""
+    """``--quality`` and ``--fast-option KEY=VALUE`` as the solver's options.
+
+    Values are read as int, else float, else kept as text.
+    """
     options: dict[str, Any] = dict(QUALITY_OPTIONS) if args.quality else {}
     for item in args.fast_option:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"--fast-option expects KEY=VALUE, got {item!r}")
         try:
-            value: Any = int(text)
-        except ValueError:
-            try:
-                value = float(text)
-            except ValueError:
-                value = text
-        options[key.strip()] = value
+            key, text = split_key_value(item, "--fast-option")
+        except ConfigError as err:
+            raise SystemExit(str(err)) from err
+        if not key:
+            raise SystemExit(f"--fast-option expects KEY=VALUE, got {item!r}")
+        options[key] = _number_or_text(text)
     return options
+
+
+def _number_or_text(text: str) -> Any:
+    """``text`` as an int, else a float, else unchanged."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _versions() -> dict[str, str]:

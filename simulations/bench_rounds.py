@@ -1,6 +1,6 @@
 """Round benchmark: OTM against FedAvg per round, and server time against agents.
 
-Two measurements, both through :func:`simulations.cli.simulate_inprocess` (the real
+Two measurements, both through :func:`simulations.runner.simulate_inprocess` (the real
 ServerApp and ClientApp code on an in-process grid, agents one after another in
 this process with one thread each):
 
@@ -37,6 +37,10 @@ from typing import Any
 
 import numpy as np
 from flwr.app import Context, Message
+
+from otm_flower.config import ConfigError
+from otm_flower.data import DataError
+from simulations.overrides import parse_set
 
 METHODS = ("otm", "fedavg")
 DEFAULT_APM = (1, 2, 5, 10)
@@ -142,31 +146,45 @@ def measure_run(settings: dict[str, Any]) -> dict[str, Any]:
     """
     from otm_flower.agent import load_agents
     from otm_flower.config import parse_run_config
-    from simulations.cli import simulate_inprocess
+    from simulations.runner import simulate_inprocess
 
     config = parse_run_config(settings)
     load_agents(config)  # cached per process: the rounds do not pay for loading
     clock = ClientClock()
     result, grid = simulate_inprocess(config, mods=[clock])
-    rounds = int(config.num_server_rounds)
-    wall = float(result["wall_s"])
-    mix = [float(s) for s in result.get("mix_seconds") or []]
-    agents = len(list(grid.get_node_ids()))
+    return {
+        **_run_fields(config, result, len(list(grid.get_node_ids()))),
+        **_time_fields(result, clock, int(config.num_server_rounds)),
+        **_byte_fields(result, clock, int(config.num_server_rounds)),
+    }
+
+
+def _run_fields(config: Any, result: dict[str, Any], agents: int) -> dict[str, Any]:
+    """The run's settings in a :func:`measure_run` row."""
     n_train = [int(a["n_train"]) for a in result["agents"]]
-    walls = clock.round_walls()
-    cpu_walls = clock.round_walls(cpu=True)
-    agents_by_round = [clock.by_round[r] for r in sorted(clock.by_round)]
-    steady = walls[1:] or walls
-    cpu_round = float(np.mean(cpu_walls)) if cpu_walls else 0.0
-    row: dict[str, Any] = {
+    return {
         "method": config.method,
         "agents": agents,
         "agents_per_modality": config.agents_per_modality,
-        "rounds": rounds,
+        "rounds": int(config.num_server_rounds),
         "local_epochs": config.local_epochs,
         "codes_per_agent": min(min(n_train), config.mix_batch_size)
         if n_train
         else None,
+    }
+
+
+def _time_fields(
+    result: dict[str, Any], clock: ClientClock, rounds: int
+) -> dict[str, Any]:
+    """Wall and CPU seconds per round in a :func:`measure_run` row."""
+    wall = float(result["wall_s"])
+    mix = [float(s) for s in result.get("mix_seconds") or []]
+    walls = clock.round_walls()
+    cpu_walls = clock.round_walls(cpu=True)
+    steady = walls[1:] or walls
+    cpu_round = float(np.mean(cpu_walls)) if cpu_walls else 0.0
+    return {
         "wall_s": wall,
         "round_s": wall / rounds,
         "client_round_s": clock.seconds / rounds,
@@ -175,7 +193,7 @@ def measure_run(settings: dict[str, Any]) -> dict[str, Any]:
         "server_round_s": max(wall - clock.seconds, 0.0) / rounds,
         "mix_round_s": float(np.mean(mix)) if mix else None,
         "round_walls": walls,
-        "client_by_round": agents_by_round,
+        "client_by_round": [clock.by_round[r] for r in sorted(clock.by_round)],
         "steady_round_s": float(np.mean(steady)) if steady else None,
         "cpu_round_s": cpu_round,
         "cpu_steady_round_s": float(np.mean(cpu_walls[1:] or cpu_walls))
@@ -185,6 +203,14 @@ def measure_run(settings: dict[str, Any]) -> dict[str, Any]:
         "server_cpu_round_s": max(cpu_round - clock.cpu_seconds / rounds, 0.0),
         "cpu_round_walls": cpu_walls,
         "mix_seconds": mix,
+    }
+
+
+def _byte_fields(
+    result: dict[str, Any], clock: ClientClock, rounds: int
+) -> dict[str, Any]:
+    """Payload bytes, client calls and the final score in a :func:`measure_run` row."""
+    return {
         "bytes_up": int(result["bytes_up"]),
         "bytes_down": int(result["bytes_down"]),
         "bytes_up_round": result["bytes_up"] / rounds,
@@ -192,7 +218,6 @@ def measure_run(settings: dict[str, Any]) -> dict[str, Any]:
         "client_calls": clock.calls,
         "acc": result["mean"].get("acc"),
     }
-    return row
 
 
 def rounds_table(
@@ -308,13 +333,7 @@ def mixer_times(
     from otm_flower.mixer import mix_and_pull_back
 
     concentration = strategy.pop("concentration", 0.5)
-    clouds = {
-        k: [
-            np.random.default_rng([seed, k, j]).standard_normal((n, dim))
-            for j in range(k)
-        ]
-        for k in ks
-    }
+    clouds = _gaussian_clouds(ks, n, dim, seed)
     walls: dict[int, list[float]] = {k: [] for k in ks}
     cpus: dict[int, list[float]] = {k: [] for k in ks}
     with threadpool_limits(1):
@@ -330,16 +349,31 @@ def mixer_times(
                 )
                 walls[k].append(time.perf_counter() - start)
                 cpus[k].append(time.process_time() - cpu_start)
-    return [
-        {
-            "agents": k,
-            "n": n,
-            "mix_s": float(np.median(walls[k])),
-            "mix_cpu_s": float(np.median(cpus[k])),
-            "mix_s_all": walls[k],
-        }
+    return [_mixer_row(k, n, walls[k], cpus[k]) for k in ks]
+
+
+def _gaussian_clouds(
+    ks: Sequence[int], n: int, dim: int, seed: int
+) -> dict[int, list[np.ndarray]]:
+    """Per K, K standard Gaussian clouds ``(n, dim)`` (seeded by seed, K, index)."""
+    return {
+        k: [
+            np.random.default_rng([seed, k, j]).standard_normal((n, dim))
+            for j in range(k)
+        ]
         for k in ks
-    ]
+    }
+
+
+def _mixer_row(k: int, n: int, walls: list[float], cpus: list[float]) -> dict[str, Any]:
+    """One :func:`mixer_times` row: median wall and CPU seconds, every wall."""
+    return {
+        "agents": k,
+        "n": n,
+        "mix_s": float(np.median(walls)),
+        "mix_cpu_s": float(np.median(cpus)),
+        "mix_s_all": walls,
+    }
 
 
 def fit_growth(agents: Sequence[float], seconds: Sequence[float]) -> dict[str, Any]:
@@ -385,8 +419,6 @@ def scale_table(
     ``mixer_repeats`` each) for the same agent counts on Gaussian clouds of
     ``mixer_n`` codes of the run's latent dimension.
     """
-    from otm_flower.config import parse_run_config
-
     rows = []
     for apm in apms:
         settings = base_settings(
@@ -409,39 +441,49 @@ def scale_table(
         "growth_round": fit_growth(agents, [r["round_s"] for r in rows]),
     }
     if mixer_n > 0:
-        config = parse_run_config(base_settings(dataset, rounds, seed, extra))
-        mixer_rows = mixer_times(
-            agents,
-            mixer_n,
-            dim=config.latent_dim,
-            seed=seed,
-            repeats=mixer_repeats,
-            alpha=config.fgw_alpha,
-            variant=config.variant,
-            n_iter=config.barycenter_iterations,
-            solver=config.solver,
-            concentration=config.dirichlet_concentration,
-        )
-        for row in mixer_rows:
-            progress(json.dumps({k: v for k, v in row.items() if k != "mix_s_all"}))
-        out["mixer_rows"] = mixer_rows
-        out["growth_mixer"] = fit_growth(agents, [r["mix_s"] for r in mixer_rows])
-        out["growth_mixer_cpu"] = fit_growth(
-            agents, [r["mix_cpu_s"] for r in mixer_rows]
+        settings = base_settings(dataset, rounds, seed, extra)
+        out.update(
+            _mixer_scale(settings, seed, agents, mixer_n, mixer_repeats, progress)
         )
     return out
 
 
-def plot_scale(scale: dict[str, Any], path: Path) -> Path:
-    """Server seconds per round against agents, with linear references (PNG)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def _mixer_scale(
+    settings: dict[str, Any],
+    seed: int,
+    agents: list[int],
+    mixer_n: int,
+    mixer_repeats: int,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """The mixer alone for each agent count, with the run config's settings."""
+    from otm_flower.config import parse_run_config
 
-    fig = Figure(figsize=(6.4, 4.2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    config = parse_run_config(settings)
+    mixer_rows = mixer_times(
+        agents,
+        mixer_n,
+        dim=config.latent_dim,
+        seed=seed,
+        repeats=mixer_repeats,
+        alpha=config.fgw_alpha,
+        variant=config.variant,
+        n_iter=config.barycenter_iterations,
+        solver=config.solver,
+        concentration=config.dirichlet_concentration,
+    )
+    for row in mixer_rows:
+        progress(json.dumps({k: v for k, v in row.items() if k != "mix_s_all"}))
+    return {
+        "mixer_rows": mixer_rows,
+        "growth_mixer": fit_growth(agents, [r["mix_s"] for r in mixer_rows]),
+        "growth_mixer_cpu": fit_growth(agents, [r["mix_cpu_s"] for r in mixer_rows]),
+    }
+
+
+def _scale_series(scale: dict[str, Any]) -> list[tuple[str, list[float]]]:
+    """The labelled curves of :func:`plot_scale`: seconds per agent count."""
     rows = scale["rows"]
-    agents = np.array([r["agents"] for r in rows], dtype=float)
     series = [
         ("simulation: mixing wall s", [r["mix_round_s"] or 0.0 for r in rows]),
         ("simulation: server CPU s", [r["server_cpu_round_s"] for r in rows]),
@@ -454,11 +496,24 @@ def plot_scale(scale: dict[str, Any], path: Path) -> Path:
                 [r["mix_cpu_s"] for r in scale["mixer_rows"]],
             )
         )
+    return series
+
+
+def plot_scale(scale: dict[str, Any], path: Path) -> Path:
+    """Server seconds per round against agents, with linear references (PNG)."""
+    from simulations.benchmark.plots import new_figure
+
+    fig = new_figure(6.4, 4.2)
+    ax = fig.add_subplot()
+    rows = scale["rows"]
+    agents = np.array([r["agents"] for r in rows], dtype=float)
     grid = np.linspace(0, agents.max() * 1.05, 50)
-    for (label, values), colour in zip(series, ("C0", "C1", "C2"), strict=False):
+    lo = int(np.argmin(agents))
+    for (label, values), colour in zip(
+        _scale_series(scale), ("C0", "C1", "C2"), strict=False
+    ):
         y = np.asarray(values, dtype=float)
         ax.plot(agents, y, marker="o", color=colour, label=label)
-        lo = int(np.argmin(agents))
         if y[lo] > 0:
             ax.plot(
                 grid,
@@ -530,6 +585,32 @@ def rounds_markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Growth entries of a :func:`scale_table` result and their labels.
+GROWTHS = (
+    ("growth_mix", "mixing (wall)"),
+    ("growth_server", "server (wall - agents)"),
+    ("growth_server_cpu", "server CPU"),
+    ("growth_round", "whole round"),
+    ("growth_mixer", "mixer alone (wall)"),
+    ("growth_mixer_cpu", "mixer alone (CPU)"),
+)
+
+
+def _growth_lines(scale: dict[str, Any]) -> list[str]:
+    """One line per growth of a :func:`scale_table` result that has a ratio."""
+    lines = []
+    for key, label in GROWTHS:
+        g = scale.get(key)
+        if not g or g.get("ratio") is None:
+            continue
+        lines.append(
+            f"- {label}: x{g['ratio']:.2f} from fewest to most agents "
+            f"(linear: x{g['linear_ratio']:.0f}); log-log slope "
+            f"{g['exponent']:.2f}"
+        )
+    return lines
+
+
 def scale_markdown(scale: dict[str, Any]) -> str:
     """Markdown table of a :func:`scale_table` result."""
     mixer = {r["agents"]: r for r in scale.get("mixer_rows") or []}
@@ -553,24 +634,7 @@ def scale_markdown(scale: dict[str, Any]) -> str:
             m = mixer.get(r["agents"]) or {}
             line += f" | {_s(m.get('mix_s'))} | {_s(m.get('mix_cpu_s'))}"
         lines.append(line + " |")
-    lines.append("")
-    for key, label in (
-        ("growth_mix", "mixing (wall)"),
-        ("growth_server", "server (wall - agents)"),
-        ("growth_server_cpu", "server CPU"),
-        ("growth_round", "whole round"),
-        ("growth_mixer", "mixer alone (wall)"),
-        ("growth_mixer_cpu", "mixer alone (CPU)"),
-    ):
-        g = scale.get(key)
-        if not g or g.get("ratio") is None:
-            continue
-        lines.append(
-            f"- {label}: x{g['ratio']:.2f} from fewest to most agents "
-            f"(linear: x{g['linear_ratio']:.0f}); log-log slope "
-            f"{g['exponent']:.2f}"
-        )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *_growth_lines(scale)])
 
 
 def versions() -> dict[str, Any]:
@@ -602,21 +666,19 @@ def versions() -> dict[str, Any]:
 
 
 def _extra(items: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
+    """``--set`` items as run-config keys; a malformed item ends the command."""
+    try:
+        return parse_set(items)
+    except ConfigError as err:
+        raise SystemExit(str(err)) from err
 
 
 def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bench-rounds`` argument parser."""
     ap = argparse.ArgumentParser(
         prog="bench-rounds", description=(__doc__ or "").split("\n")[0]
     )
@@ -654,47 +716,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--mixer-repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None, help="folder for JSON and PNG")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _rounds_part(
+    args: argparse.Namespace, extra: dict[str, str], meta: dict[str, Any]
+) -> dict[str, Any]:
+    """``rounds``: measure, print the table, write ``OUT/rounds.json``."""
+    table = rounds_table(
+        args.dataset,
+        rounds=args.rounds,
+        seed=args.seed,
+        extra=extra,
+        repeats=args.repeats,
+    )
+    print(rounds_markdown(table), flush=True)
+    if args.out is not None:
+        _write(args.out / "rounds.json", {"meta": meta, **table})
+    return table
+
+
+def _scale_part(
+    args: argparse.Namespace, extra: dict[str, str], meta: dict[str, Any]
+) -> dict[str, Any]:
+    """``scale``: measure, print the table, write ``OUT/scale.json`` and the plot."""
+    scale_extra = {"local-epochs": "1", **extra, **_extra(args.scale_set)}
+    scale = scale_table(
+        args.dataset,
+        apms=args.apm,
+        rounds=args.scale_rounds,
+        seed=args.seed,
+        extra=scale_extra,
+        mixer_n=args.mixer_n,
+        mixer_repeats=args.mixer_repeats,
+    )
+    print(scale_markdown(scale), flush=True)
+    if args.out is not None:
+        _write(args.out / "scale.json", {"meta": meta, **scale})
+        print(f"plot: {plot_scale(scale, args.out / 'scale.png')}")
+    return scale
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
     extra = _extra(args.set)
     meta = {"argv": list(sys.argv if argv is None else argv), **versions()}
-    report: dict[str, Any] = {"meta": meta}
     try:
         if args.what in ("rounds", "all"):
-            table = rounds_table(
-                args.dataset,
-                rounds=args.rounds,
-                seed=args.seed,
-                extra=extra,
-                repeats=args.repeats,
-            )
-            report["rounds"] = table
-            print(rounds_markdown(table), flush=True)
-            if args.out is not None:
-                _write(args.out / "rounds.json", {"meta": meta, **table})
+            _rounds_part(args, extra, meta)
         if args.what in ("scale", "all"):
-            scale_extra = {"local-epochs": "1", **extra, **_extra(args.scale_set)}
-            scale = scale_table(
-                args.dataset,
-                apms=args.apm,
-                rounds=args.scale_rounds,
-                seed=args.seed,
-                extra=scale_extra,
-                mixer_n=args.mixer_n,
-                mixer_repeats=args.mixer_repeats,
-            )
-            report["scale"] = scale
-            print(scale_markdown(scale), flush=True)
-            if args.out is not None:
-                _write(args.out / "scale.json", {"meta": meta, **scale})
-                print(f"plot: {plot_scale(scale, args.out / 'scale.png')}")
-    except Exception as err:  # noqa: BLE001 - config and data errors end the command
-        from otm_flower.config import ConfigError
-        from otm_flower.data import DataError
-
-        if isinstance(err, ConfigError | DataError):
-            print(f"bench-rounds: error: {err}", file=sys.stderr)
-            return 2
-        raise
+            _scale_part(args, extra, meta)
+    except (ConfigError, DataError) as err:
+        print(f"bench-rounds: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -4,14 +4,12 @@ mixer benchmark (``bench-mixer``)."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import importlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from otm_flower.config import (
-    BASELINE_METHODS,
     METHODS,
     ConfigError,
     RunConfig,
@@ -19,119 +17,48 @@ from otm_flower.config import (
     valid_keys,
 )
 from otm_flower.data import DataError
+from simulations.overrides import parse_set
+from simulations.runner import RUNTIMES, simulate, simulate_inprocess
 
-if TYPE_CHECKING:
-    from simulations.inprocess import InProcessGrid
+__all__ = ["RUNTIMES", "build_parser", "main", "simulate", "simulate_inprocess"]
 
+#: Subcommands that parse their own arguments: name -> (module with ``main``, help).
+FORWARDED = {
+    "bench": (
+        "simulations.bench",
+        "run a benchmark grid (datasets x methods x regimes x seeds)",
+    ),
+    "bench-rounds": (
+        "simulations.bench_rounds",
+        "OTM vs FedAvg round time and bytes; scaling with agents (see --help)",
+    ),
+    "bench-mixer": (
+        "simulations.bench_mixer",
+        "time the FGW barycenter against POT (see --help)",
+    ),
+}
 
-def _parse_set(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
-
-
-RUNTIMES = ("ray", "inprocess")
-
-
-def simulate(
-    config: RunConfig,
-    *,
-    runtime: str = "ray",
-    num_cpus: int | None = None,
-    verbose: bool = False,
-    mods: list[Any] | None = None,
-) -> dict[str, Any]:
-    """Run ``config`` in simulation; return the result document.
-
-    Parameters
-    ----------
-    config : RunConfig
-        The run; ``config.out`` must name the JSON file to write.
-    runtime : {"ray", "inprocess"}
-        ``ray``: Flower's simulation engine (one Ray worker per agent, as ``flwr
-        run``). ``inprocess``: the same ServerApp and ClientApp code driven through
-        :class:`simulations.inprocess.InProcessGrid`, agents one after another in
-        this process with one thread each (no Ray start-up; what benchmarks use).
-    num_cpus : int, optional
-        CPUs Ray may use (default: all); each agent takes one.
-    verbose : bool
-        Flower's debug logging.
-    mods : list, optional
-        Flower client mods wrapped around every agent's ClientApp.
-    """
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-    if not config.out:
-        raise ConfigError("simulate() needs config.out, the JSON result path")
-    out = Path(config.out)
-    if out.exists():
-        out.unlink()
-    if runtime == "inprocess":
-        return simulate_inprocess(config, mods=mods)[0]
-    from flwr.simulation import run_simulation
-
-    from clients.app import build_client_app
-    from simulations.server_app import build_server_app, expected_agents
-
-    run_simulation(
-        server_app=build_server_app(config),
-        client_app=build_client_app(config, mods=mods),
-        num_supernodes=expected_agents(config),
-        backend_config={
-            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": num_cpus or os.cpu_count() or 1},
-        },
-        verbose_logging=verbose,
-    )
-    if not out.exists():
-        raise RuntimeError(
-            f"the simulation ended without writing {out}; see the log above"
-        )
-    return json.loads(out.read_text())
+#: ``otm-flower run`` options that set one run-config key each.
+RUN_KEYS = (
+    ("dataset", "dataset"),
+    ("method", "method"),
+    ("task", "task"),
+    ("rounds", "num-server-rounds"),
+    ("seed", "seed"),
+    ("out", "out"),
+)
 
 
-def simulate_inprocess(
-    config: RunConfig, *, mods: list[Any] | None = None
-) -> tuple[dict[str, Any], InProcessGrid]:
-    """Run ``config`` on an :class:`InProcessGrid`; return the result and the grid.
-
-    The grid keeps every node's ``Context`` (its trained state) for diagnostics.
-    """
-    from threadpoolctl import threadpool_limits
-
-    from clients.app import build_client_app
-    from simulations.inprocess import InProcessGrid
-    from simulations.server_app import expected_agents, run_method
-
-    run_id = int.from_bytes(os.urandom(6), "big")
-    with threadpool_limits(1):
-        num_agents = 1 if config.method in BASELINE_METHODS else expected_agents(config)
-        grid = InProcessGrid(
-            build_client_app(config, mods=mods),
-            num_agents,
-            config.to_dict(),
-            run_id=run_id,
-            seed=config.seed,
-        )
-        return run_method(grid, config), grid
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``otm-flower`` console command."""
-    parser = argparse.ArgumentParser(prog="otm-flower", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_run_parser(sub: Any) -> None:
+    """The ``run`` subcommand's options."""
     run = sub.add_parser(
         "run", help="run one federated simulation and write a JSON result"
     )
     run.add_argument(
         "--dataset",
         default=None,
-        help="handwritten, a shared name "
-        "(bdgp, cub, scene-15, prokaryotic, movies, orl, wikipedia) or a .mat/.npz path",
+        help="handwritten, a shared name (bdgp, cub, scene-15, prokaryotic, "
+        "movies, orl, wikipedia) or a .mat/.npz path",
     )
     run.add_argument(
         "--method", default=None, choices=list(METHODS), help="default: otm"
@@ -163,57 +90,53 @@ def main(argv: list[str] | None = None) -> int:
         "agents run one after another in this process (fast start)",
     )
     run.add_argument("--verbose", action="store_true")
-    sub.add_parser(
-        "bench",
-        add_help=False,
-        help="run a benchmark grid (datasets x methods x regimes x seeds)",
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``otm-flower`` argument parser (forwarded subcommands listed only)."""
+    parser = argparse.ArgumentParser(prog="otm-flower", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_parser(sub)
+    for name, (_, help_text) in FORWARDED.items():
+        sub.add_parser(name, add_help=False, help=help_text)
+    return parser
+
+
+def run_config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run config of ``otm-flower run``: ``--set``, then the named options.
+
+    Without ``--out`` the result goes to
+    ``outputs/<dataset>-<method>-<task>-seed<seed>.json``.
+    """
+    values: dict[str, Any] = parse_set(args.set)
+    for option, key in RUN_KEYS:
+        value = getattr(args, option)
+        if value is not None:
+            values[key] = value
+    config = parse_run_config(values)
+    if config.out:
+        return config
+    stem = f"{Path(config.dataset).stem.lower()}-{config.method}-{config.task}"
+    return parse_run_config(
+        {**config.to_dict(), "out": f"outputs/{stem}-seed{config.seed}.json"}
     )
-    sub.add_parser(
-        "bench-rounds",
-        add_help=False,
-        help="OTM vs FedAvg round time and bytes; scaling with agents (see --help)",
+
+
+def _headline(result: dict[str, Any], out: str) -> str:
+    """The line ``otm-flower run`` prints: mean test scores, time, result path."""
+    mean = result["mean"]
+    accuracy = mean.get("accuracy")
+    return (
+        f"mean test ACC {mean['acc']:.4f}  NMI {mean['nmi']:.4f}  ARI {mean['ari']:.4f}"
+        + (f"  accuracy {accuracy:.4f}" if accuracy is not None else "")
+        + f"  ({result['wall_s']:.1f} s); result: {out}"
     )
-    sub.add_parser(
-        "bench-mixer",
-        add_help=False,
-        help="time the FGW barycenter against POT (see --help)",
-    )
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench-mixer"]:
-        from simulations.bench_mixer import main as bench_mixer
 
-        return bench_mixer(argv[1:])
-    if argv[:1] == ["bench-rounds"]:
-        from simulations.bench_rounds import main as bench_rounds
 
-        return bench_rounds(argv[1:])
-    if argv[:1] == ["bench"]:
-        from simulations.bench import main as bench
-
-        return bench(argv[1:])
-    args = parser.parse_args(argv)
-
+def run_command(args: argparse.Namespace) -> int:
+    """``otm-flower run``: one simulation; exit status 2 on bad config or data."""
     try:
-        values: dict[str, Any] = _parse_set(args.set)
-        for key, value in (
-            ("dataset", args.dataset),
-            ("method", args.method),
-            ("task", args.task),
-            ("num-server-rounds", args.rounds),
-            ("seed", args.seed),
-            ("out", args.out),
-        ):
-            if value is not None:
-                values[key] = value
-        config = parse_run_config(values)
-        if not config.out:
-            stem = f"{Path(config.dataset).stem.lower()}-{config.method}-{config.task}"
-            config = parse_run_config(
-                {
-                    **config.to_dict(),
-                    "out": f"outputs/{stem}-seed{config.seed}.json",
-                }
-            )
+        config = run_config_from_args(args)
         result = simulate(
             config,
             runtime=args.runtime,
@@ -223,17 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"otm-flower: error: {err}", file=sys.stderr)
         return 2
-    mean = result["mean"]
-    print(
-        f"mean test ACC {mean['acc']:.4f}  NMI {mean['nmi']:.4f}  ARI {mean['ari']:.4f}"
-        + (
-            f"  accuracy {mean['accuracy']:.4f}"
-            if mean.get("accuracy") is not None
-            else ""
-        )
-        + f"  ({result['wall_s']:.1f} s); result: {config.out}"
-    )
+    print(_headline(result, config.out))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``otm-flower`` console command."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in FORWARDED:
+        module = importlib.import_module(FORWARDED[argv[0]][0])
+        status: int = module.main(argv[1:])
+        return status
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

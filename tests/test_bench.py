@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from otm_flower.benchmark import BenchRun, result_path
 from otm_flower.config import ConfigError, RunConfig
 from otm_flower.data import MultiViewDataset, save_npz
 from simulations.bench import load_hyperparameters, main, run_config_for
+from simulations.benchmark import BenchRun, result_path
 
 SMALL = [
     "--set", "local-epochs=1", "--set", "hidden-dim=16", "--set", "latent-dim=3",

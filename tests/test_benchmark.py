@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from otm_flower.benchmark import (
+from otm_flower.results import build_result, write_result
+from simulations.benchmark import (
     REGIMES,
     BenchRun,
     gains,
@@ -23,7 +24,6 @@ from otm_flower.benchmark import (
     weakest_score,
     write_summary,
 )
-from otm_flower.results import build_result, write_result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

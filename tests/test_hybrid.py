@@ -22,11 +22,11 @@ from clients.node import agent_for_node, restore_trainer
 from otm_flower import protocol as P
 from otm_flower.agent import load_agents
 from otm_flower.averaging import SHARED_RECORD, validate_shared, weighted_average
-from otm_flower.benchmark import BenchRun, applies
 from otm_flower.config import ConfigError, RunConfig, parse_run_config
 from otm_flower.data import save_npz
 from otm_flower.models import WAE
 from otm_flower.training import MixTargets, append_label_block, drop_label_block
+from simulations.benchmark import BenchRun, applies
 from simulations.cli import simulate_inprocess
 from simulations.inprocess import InProcessGrid
 from simulations.server_app import run_method

@@ -1,0 +1,239 @@
+"""Plots of benchmark results: score per round, and the agents' latent codes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulations.benchmark.scores import (
+    finite,
+    group_results,
+    mean_present,
+    mean_score,
+    method_sort_key,
+    score_key,
+)
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib figure on the Agg canvas (no pyplot, no global backend state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (110 dpi, tight box), creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
+    return path
+
+
+def _round_curve(runs: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
+    """Rounds and the seed-averaged mean score per round from ``history``."""
+    per_round: dict[int, list[float]] = {}
+    for r in runs:
+        key = score_key(r)
+        for h in r.get("history") or []:
+            value = finite(h.get(key))
+            if value is not None and h.get("round") is not None:
+                per_round.setdefault(int(h["round"]), []).append(value)
+    rounds = sorted(per_round)
+    return rounds, [float(np.mean(per_round[t])) for t in rounds]
+
+
+def _draw_rounds_panel(
+    ax: Any,
+    title: str,
+    runs: dict[str, list[dict[str, Any]]],
+    colours: dict[str, str],
+) -> None:
+    """One (dataset, regime) panel of :func:`plot_rounds`."""
+    for method, rs in runs.items():
+        rounds, values = _round_curve(rs)
+        style = {"color": colours[method], "label": method}
+        if len(rounds) >= 2:
+            ax.plot(rounds, values, marker=".", **style)
+        else:
+            level = values[0] if values else mean_present(mean_score(r) for r in rs)
+            if level is not None:
+                ax.axhline(level, linestyle="--", **style)
+    keys = sorted({score_key(r) for rs in runs.values() for r in rs})
+    ax.set_title(title)
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"mean {'/'.join(keys)} over agents")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+
+
+def plot_rounds(results: list[dict[str, Any]], path: str | Path) -> Path:
+    """Plot the mean score per round of each method, one panel per (dataset, regime).
+
+    The score (accuracy for classification, ACC otherwise) is the mean over agents
+    from each run's ``history``, averaged over seeds. Methods with a single round
+    (or no history: their final mean is used) are drawn as horizontal lines.
+
+    Returns
+    -------
+    Path
+        The PNG written.
+    """
+    groups = group_results(results)
+    methods = sorted({m for runs in groups.values() for m in runs}, key=method_sort_key)
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    n = max(len(groups), 1)
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig = new_figure(4.5 * ncols, 3.4 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(groups) :]:
+        ax.set_visible(False)
+    if not groups:
+        axes[0].set_visible(True)
+        axes[0].text(0.5, 0.5, "no results", ha="center", va="center")
+        axes[0].set_axis_off()
+    for ax, ((dataset, regime), runs) in zip(axes, groups.items(), strict=False):
+        _draw_rounds_panel(ax, f"{dataset} / {regime}", runs, colours)
+    return save_png(fig, path)
+
+
+def _checked_codes(
+    codes: list[np.ndarray], labels: list[np.ndarray], agent_ids: list[int]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The codes as float arrays and the labels as flat arrays, validated.
+
+    Raises
+    ------
+    ValueError
+        As :func:`plot_embedding` documents.
+    """
+    if not codes:
+        raise ValueError("codes must not be empty")
+    if not len(codes) == len(labels) == len(agent_ids):
+        raise ValueError(
+            f"codes, labels and agent_ids differ in length: "
+            f"{len(codes)}, {len(labels)}, {len(agent_ids)}"
+        )
+    arrays = [np.asarray(c, dtype=float) for c in codes]
+    label_arrays = [np.asarray(y).reshape(-1) for y in labels]
+    for i, (c, y) in enumerate(zip(arrays, label_arrays, strict=True)):
+        if c.ndim != 2:
+            raise ValueError(f"codes[{i}] must be 2-D (n, d), got shape {c.shape}")
+        if c.shape[1] != arrays[0].shape[1]:
+            raise ValueError(
+                f"latent dimensions differ: codes[0] has {arrays[0].shape[1]}, "
+                f"codes[{i}] has {c.shape[1]}"
+            )
+        if len(y) != len(c):
+            raise ValueError(f"labels[{i}] has {len(y)} entries for {len(c)} codes")
+    return arrays, label_arrays
+
+
+def _pca_2d(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """The rows of ``x`` on their first two principal axes (zero-padded when
+    ``x`` has one column), and each axis's explained-variance ratio."""
+    from sklearn.decomposition import PCA
+
+    k = min(2, x.shape[1])
+    pca = PCA(n_components=k).fit(x)
+    xy = np.zeros((len(x), 2))
+    xy[:, :k] = pca.transform(x)
+    ratio = list(pca.explained_variance_ratio_) + [0.0] * (2 - k)
+    return xy, ratio
+
+
+def _scatter_panel(
+    ax: Any,
+    xy: np.ndarray,
+    names: list[Any],
+    idx: np.ndarray,
+    kind: str,
+    ratio: list[float],
+) -> None:
+    """Scatter ``xy`` coloured by group ``idx`` (``names[j]`` for group ``j``)."""
+    cmap = "tab10" if len(names) <= 10 else "tab20"
+    for j, g in enumerate(names):
+        mask = idx == j
+        ax.scatter(
+            xy[mask, 0],
+            xy[mask, 1],
+            s=6,
+            alpha=0.6,
+            color=_cmap_colour(cmap, j),
+            label=f"{kind} {g}",
+        )
+    ax.set_title(f"coloured by {kind}")
+    ax.set_xlabel(f"PC1 ({ratio[0]:.0%})")
+    ax.set_ylabel(f"PC2 ({ratio[1]:.0%})")
+    if len(names) <= 20:
+        ax.legend(fontsize="x-small", markerscale=2, loc="best")
+
+
+def plot_embedding(
+    codes: list[np.ndarray],
+    labels: list[np.ndarray],
+    agent_ids: list[int],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Scatter a 2-D PCA of the agents' latent codes, by class and by agent.
+
+    Parameters
+    ----------
+    codes : list of ndarray
+        One ``(n_i, d)`` array per agent, all of the same latent dimension ``d``.
+    labels : list of ndarray
+        One ``(n_i,)`` array of class labels per agent.
+    agent_ids : list of int
+        Agent id per entry of ``codes``.
+    path : str or Path
+        PNG to write.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    Path
+        The PNG written.
+
+    Raises
+    ------
+    ValueError
+        On mismatched list lengths, non-2-D codes, differing latent dimensions,
+        label/code length mismatch, non-finite codes or fewer than two points.
+    """
+    arrays, label_arrays = _checked_codes(codes, labels, agent_ids)
+    x = np.concatenate(arrays)
+    if len(x) < 2 or x.shape[1] < 1:
+        raise ValueError(f"need at least two points of dimension >= 1, got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("codes contain non-finite values")
+    xy, ratio = _pca_2d(x)
+    y = np.concatenate(label_arrays)
+    agents = np.concatenate(
+        [np.full(len(c), a) for c, a in zip(arrays, agent_ids, strict=True)]
+    )
+    fig = new_figure(11, 4.5)
+    by_class, by_agent = fig.subplots(1, 2)
+    classes, class_idx = np.unique(y, return_inverse=True)
+    agent_order = list(dict.fromkeys(agent_ids))
+    agent_idx = np.array([agent_order.index(a) for a in agents])
+    _scatter_panel(by_class, xy, list(classes), class_idx, "class", ratio)
+    _scatter_panel(by_agent, xy, agent_order, agent_idx, "agent", ratio)
+    if title:
+        fig.suptitle(title)
+    return save_png(fig, path)
+
+
+def _cmap_colour(name: str, index: int) -> Any:
+    from matplotlib import colormaps
+
+    cmap = colormaps[name]
+    return cmap(index % cmap.N)

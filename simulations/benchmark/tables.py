@@ -1,0 +1,151 @@
+"""Markdown tables of benchmark results: per-method summaries and OTM's gains."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from simulations.benchmark.scores import (
+    finite,
+    format_pm,
+    group_results,
+    is_classification,
+    mean_present,
+    mean_score,
+    score_key,
+    weakest_score,
+)
+
+SUMMARY_COLUMNS = (
+    "method",
+    "seeds",
+    "ACC",
+    "NMI",
+    "ARI",
+    "accuracy",
+    "weakest agent",
+    "coupling agreement",
+    "wall s",
+    "MB/run",
+)
+
+GAINS_COLUMNS = (
+    "dataset",
+    "regime",
+    "score",
+    "otm",
+    "otm - local",
+    "otm - fedavg",
+    "weakest: otm - local",
+    "local-to-oracle gap closed",
+)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _task(runs: dict[str, list[dict[str, Any]]]) -> str:
+    tasks = {str(r.get("task")) for rs in runs.values() for r in rs}
+    return "/".join(sorted(tasks))
+
+
+def _summary_row(method: str, rs: list[dict[str, Any]]) -> list[str]:
+    """One method's row of :func:`summary_table`."""
+    wall = mean_present(finite(r.get("wall_s")) for r in rs)
+    mb = mean_present(
+        (int(r.get("bytes_up") or 0) + int(r.get("bytes_down") or 0)) / 1e6 for r in rs
+    )
+    return [
+        method,
+        str(len(rs)),
+        *(format_pm(mean_score(r, k) for r in rs) for k in ("acc", "nmi", "ari")),
+        format_pm(mean_score(r, "accuracy") for r in rs if is_classification(r)),
+        format_pm(weakest_score(r) for r in rs),
+        format_pm(finite(r.get("coupling_agreement")) for r in rs),
+        "-" if wall is None else f"{wall:.1f}",
+        "-" if mb is None else f"{mb:.2f}",
+    ]
+
+
+def summary_table(results: list[dict[str, Any]]) -> str:
+    """Markdown tables, one section per (dataset, regime), one row per method.
+
+    ACC/NMI/ARI/accuracy are the per-run means over agents, then mean ± std over
+    seeds (runs); ``weakest agent`` is the per-run minimum over agents of the
+    headline metric (accuracy for classification, ACC otherwise); ``MB/run`` is
+    ``(bytes_up + bytes_down) / 1e6``, averaged over runs.
+    """
+    if not results:
+        return "_No results._\n"
+    lines: list[str] = []
+    for (dataset, regime), runs in group_results(results).items():
+        lines += [f"### {dataset} / {regime} ({_task(runs)})", ""]
+        rows = [_summary_row(method, rs) for method, rs in runs.items()]
+        lines += [*markdown_table(SUMMARY_COLUMNS, rows), ""]
+    return "\n".join(lines)
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _over_seeds(
+    runs: Mapping[str, list[dict[str, Any]]],
+    method: str,
+    stat: Callable[[dict[str, Any]], float | None],
+) -> float | None:
+    """Mean over a method's runs of a per-run statistic (``None`` if absent)."""
+    return mean_present(stat(r) for r in runs.get(method, []))
+
+
+def _gains_row(
+    dataset: str, regime: str, runs: Mapping[str, list[dict[str, Any]]]
+) -> list[str]:
+    """One (dataset, regime) row of :func:`gains`."""
+    otm, local, oracle, fedavg = (
+        _over_seeds(runs, m, mean_score) for m in ("otm", "local", "oracle", "fedavg")
+    )
+    gap = _diff(oracle, local)
+    gain = _diff(otm, local)
+    closed = "-" if gain is None or gap is None or gap <= 0 else f"{gain / gap:.1%}"
+    keys = {score_key(r) for rs in runs.values() for r in rs}
+    weakest = _diff(
+        _over_seeds(runs, "otm", weakest_score),
+        _over_seeds(runs, "local", weakest_score),
+    )
+    return [
+        dataset,
+        regime,
+        "/".join(sorted(keys)),
+        "-" if otm is None else f"{otm:.3f}",
+        _signed(gain),
+        _signed(_diff(otm, fedavg)),
+        _signed(weakest),
+        closed,
+    ]
+
+
+def gains(results: list[dict[str, Any]]) -> str:
+    """Markdown table of OTM's gains, one row per (dataset, regime).
+
+    Scores (accuracy for classification, ACC otherwise) are averaged over agents,
+    then over seeds. Columns: OTM minus ``local`` and minus ``fedavg``; the
+    weakest-agent gain over ``local``; and the fraction of the local-to-oracle gap
+    that OTM closes, ``(otm - local) / (oracle - local)``. A cell is ``-`` when a
+    method is missing, or (gap) when ``oracle - local <= 0``.
+    """
+    if not results:
+        return "_No results._\n"
+    rows = [
+        _gains_row(dataset, regime, runs)
+        for (dataset, regime), runs in group_results(results).items()
+    ]
+    return "\n".join(markdown_table(GAINS_COLUMNS, rows)) + "\n"
