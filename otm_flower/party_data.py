@@ -48,7 +48,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -79,7 +79,7 @@ _MAT_LABELS = ("y", "Y", "gt", "truth", "label", "labels", "gnd")
 _KEYS = "keys"
 _SHOW = 5  # how many column names or values an error message lists
 
-Features = np.ndarray | sp.csr_matrix
+Features: TypeAlias = "np.ndarray | sp.csr_matrix"
 
 
 class PartyDataError(ValueError):
@@ -399,8 +399,8 @@ def _read_npz(
     x = _as_matrix(x, source, "the features")
     labels = _pick(arrays, source, "label", label_column, _NPZ_LABELS)
     keys = _pick(arrays, source, "key", key_column, (_KEYS,))
-    names = arrays.get("feature_names")
-    names = _default_names(x) if names is None else [str(s) for s in names.ravel()]
+    stored = arrays.get("feature_names")
+    names = _default_names(x) if stored is None else [str(s) for s in stored.ravel()]
     return x, names, labels, keys
 
 
@@ -430,7 +430,7 @@ def _read_mat(
     if labels is not None:
         labels = np.asarray(labels).ravel()
         if x.shape[0] != labels.size and x.shape[1] == labels.size:
-            x = x.T.tocsr() if sp.issparse(x) else np.ascontiguousarray(x.T)
+            x = sp.csr_matrix(x.T) if sp.issparse(x) else np.ascontiguousarray(x.T)
     keys = _pick(mat, source, "key", key_column, (_KEYS,))
     return x, _default_names(x), labels, _mat_strings(keys)
 
@@ -532,8 +532,9 @@ def _validated(
 def _check_finite(source: Path, features: Features, names: list[str]) -> None:
     """Refuse NaN/Inf features, naming how many and in which columns."""
     if sp.issparse(features):
-        bad = ~np.isfinite(features.data)
-        counts = np.bincount(features.indices[bad], minlength=len(names))
+        csr = sp.csr_matrix(features)
+        bad = ~np.isfinite(csr.data)
+        counts = np.bincount(csr.indices[bad], minlength=len(names))
     else:
         counts = (~np.isfinite(features)).sum(axis=0)
     if counts.sum() == 0:

@@ -28,13 +28,18 @@ _FORMAT = 1  # version of the to_dict layout
 Matrix: TypeAlias = "np.ndarray | sp.spmatrix | sp.sparray"
 
 
+def _values(x: Any) -> np.ndarray:
+    """The stored values: the non-zeros of a sparse matrix, else all entries."""
+    return np.asarray(x.data) if sp.issparse(x) else np.asarray(x)
+
+
 def _zero_fraction(x: Matrix) -> float:
     """Fraction of the entries of ``x`` that are zero (sparse or dense)."""
     size = x.shape[0] * x.shape[1]
     if size == 0:
         return 0.0
     if sp.issparse(x):
-        return 1.0 - float(np.count_nonzero(x.data)) / size
+        return 1.0 - float(np.count_nonzero(_values(x))) / size
     return float(np.mean(np.asarray(x) == 0))
 
 
@@ -56,14 +61,14 @@ def choose_kind(features: Matrix) -> Kind:
     -------
     {"standard", "l2"}
     """
-    values = features.data if sp.issparse(features) else np.asarray(features)
+    values = _values(features)
     non_negative = values.size == 0 or float(values.min()) >= 0.0
     if non_negative and _zero_fraction(features) >= SPARSE_ZERO_FRACTION:
         return "l2"
     return "standard"
 
 
-def _dense(x: Matrix) -> np.ndarray:
+def _dense(x: Any) -> np.ndarray:
     return x.toarray() if sp.issparse(x) else np.asarray(x)
 
 
@@ -234,7 +239,7 @@ def _check_matrix(x: Matrix, n_features: int | None, where: str) -> None:
             f"Preprocessor.{where}: {x.shape[1]} feature columns, "
             f"fitted on {n_features}"
         )
-    values = x.data if sp.issparse(x) else np.asarray(x)
+    values = _values(x)
     bad = int((~np.isfinite(values)).sum())
     if bad:
         raise ValueError(f"Preprocessor.{where}: {bad} NaN/Inf values in the features")
