@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import cast
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from otm_flower import protocol as P
 from otm_flower.agent import agent_anchor_ids, agent_facts, evaluate_agent
-from otm_flower.anchors import upload_rows
 from otm_flower.config import RunConfig, parse_run_config
+from otm_flower.data import AgentData
 from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
-from otm_flower.privacy import clip_and_noise, gaussian_epsilon
 from otm_flower.training import (
     LocalTrainer,
     append_label_block,
@@ -25,15 +24,14 @@ from otm_flower.training import (
 
 from .fedavg import handle_fedavg_evaluate, handle_fedavg_train
 from .node import (
-    STATE_KEY,
     agent_for_node,
-    check_dropout,
     checkpoint_agent,
+    keep_agent_state,
+    release_counts,
     restore_agent_checkpoint,
     restore_trainer,
 )
 from .otm_messages import (
-    ROWS_STATE,
     evaluate_reply,
     read_mix_targets,
     read_shared_arrays,
@@ -41,58 +39,34 @@ from .otm_messages import (
     train_reply,
     upload_size,
 )
+from .upload import choose_rows, privatize_codes
 
 
 def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     """Train locally (with mix targets when sent) and upload a fresh batch of codes."""
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     server_round = _server_round(msg)
-    restore_agent_checkpoint(config, agent.agent_id, context, ROWS_STATE)
-    targets = read_mix_targets(msg, context)
-    if targets is not None and config.label_cost:
-        targets = drop_label_block(targets, config.latent_dim, n_classes)
-    trainer = restore_trainer(config, agent, n_classes, context)
-    load_global_parameters(msg, trainer, config)
-    losses = trainer.train(config.local_epochs, targets)
+    restore_agent_checkpoint(config, agent.agent_id, context)
+    trainer, losses = _train_locally(msg, context, config, agent, n_classes)
     ids = agent_anchor_ids(agent, config)
-    if ids is None:
-        rows = trainer.sample_rows(upload_size(msg, agent.n_train))
-    else:  # anchored rows always go up, so the server can pin them every round
-        rng = np.random.default_rng([config.seed, agent.agent_id, server_round, 43])
-        rows = upload_rows(
-            ids, upload_size(msg, agent.n_train), rng, round_key=server_round
-        )
-    folder = diagnostics_dir(config.diagnostics_dir, context.run_id)
-    if folder is not None:  # local file for the simulator; never in a message
-        save_upload_labels(folder, agent.agent_id, server_round, agent.y_train[rows])
-    codes = trainer.encode(agent.x_train[rows])
-    releases = _release_counts(context, agent.n_train)
-    if config.dp_clip > 0:  # local DP: only clipped, noised codes leave the agent
-        noise_rng = np.random.default_rng(
-            [config.seed, agent.agent_id, server_round, 7]
-        )
-        codes = clip_and_noise(codes, config.dp_clip, config.dp_noise, noise_rng)
-        np.add.at(releases, rows, 1)
-        losses["dp-epsilon"] = gaussian_epsilon(
-            config.dp_noise, int(releases.max()), config.dp_delta
-        )
-    if config.label_cost:  # the class of each uploaded code, in the clear
-        codes = append_label_block(
-            codes, agent.y_train[rows], n_classes, config.label_cost_weight
-        )
-    state = trainer.state_bytes()
-    context.state.config_records[STATE_KEY] = ConfigRecord(
-        {"trainer": state, "releases": releases.tolist()}
+    rows = choose_rows(
+        trainer,
+        agent,
+        config,
+        size=upload_size(msg, agent.n_train),
+        anchor_ids=ids,
+        server_round=server_round,
     )
-    if config.checkpoint_dir:
-        checkpoint_agent(
-            config,
-            agent.agent_id,
-            server_round,
-            state,
-            releases.tolist(),
-            [int(r) for r in rows],
-        )
+    _save_upload_labels(config, context, agent, server_round, rows)
+    releases = release_counts(context, agent.n_train)
+    codes, epsilon = _outgoing_codes(
+        trainer, agent, n_classes, config, rows, releases, server_round
+    )
+    if epsilon is not None:
+        losses[P.DP_EPSILON] = epsilon
+    _keep_round_state(
+        context, config, agent.agent_id, server_round, trainer, releases, rows
+    )
     return train_reply(
         msg,
         context,
@@ -102,10 +76,101 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
         n_train=agent.n_train,
         metrics=losses,
         anchor_ids=None if ids is None else ids[rows],
-        shared_arrays=None
-        if config.shared_parameters == "none"
-        else shared_parameters(trainer.model, config.shared_parameters),
+        shared_arrays=_shared_upload(trainer, config),
     )
+
+
+def _train_locally(
+    msg: Message,
+    context: Context,
+    config: RunConfig,
+    agent: AgentData,
+    n_classes: int,
+) -> tuple[LocalTrainer, dict[str, float]]:
+    """Restore the agent's trainer, load what the server sent, train; the trainer
+    and its losses."""
+    targets = read_mix_targets(msg, context)
+    if targets is not None and config.label_cost:
+        targets = drop_label_block(targets, config.latent_dim, n_classes)
+    trainer = restore_trainer(config, agent, n_classes, context)
+    load_global_parameters(msg, trainer, config)
+    return trainer, trainer.train(config.local_epochs, targets)
+
+
+def _outgoing_codes(
+    trainer: LocalTrainer,
+    agent: AgentData,
+    n_classes: int,
+    config: RunConfig,
+    rows: np.ndarray,
+    releases: np.ndarray,
+    server_round: int,
+) -> tuple[np.ndarray, float | None]:
+    """The codes of ``rows`` as they leave the agent, and the DP epsilon spent
+    (``None`` without local DP); ``releases`` is updated in place."""
+    codes = trainer.encode(agent.x_train[rows])
+    epsilon = None
+    if config.dp_clip > 0:  # local DP: only clipped, noised codes leave the agent
+        codes, epsilon = privatize_codes(
+            codes,
+            rows,
+            releases,
+            config,
+            agent_id=agent.agent_id,
+            server_round=server_round,
+        )
+    if config.label_cost:  # the class of each uploaded code, in the clear
+        codes = append_label_block(
+            codes, agent.y_train[rows], n_classes, config.label_cost_weight
+        )
+    return codes, epsilon
+
+
+def _save_upload_labels(
+    config: RunConfig,
+    context: Context,
+    agent: AgentData,
+    server_round: int,
+    rows: np.ndarray,
+) -> None:
+    """Write the uploaded rows' labels for the simulator's diagnostics, when on
+    (a local file; never in a message)."""
+    folder = diagnostics_dir(config.diagnostics_dir, context.run_id)
+    if folder is not None:
+        save_upload_labels(folder, agent.agent_id, server_round, agent.y_train[rows])
+
+
+def _keep_round_state(
+    context: Context,
+    config: RunConfig,
+    agent_id: int,
+    server_round: int,
+    trainer: LocalTrainer,
+    releases: np.ndarray,
+    rows: np.ndarray,
+) -> None:
+    """Keep the trainer and release counts in ``context.state`` and, with
+    ``checkpoint-dir``, in the agent's checkpoint."""
+    state = trainer.state_bytes()
+    keep_agent_state(context, state, releases.tolist())
+    if config.checkpoint_dir:
+        checkpoint_agent(
+            config,
+            agent_id,
+            server_round,
+            state,
+            releases.tolist(),
+            [int(r) for r in rows],
+        )
+
+
+def _shared_upload(
+    trainer: LocalTrainer, config: RunConfig
+) -> dict[str, np.ndarray] | None:
+    """The trained shared parameters a hybrid uploads; ``None`` for other methods."""
+    if config.shared_parameters == "none":
+        return None
+    return shared_parameters(trainer.model, config.shared_parameters)
 
 
 def load_global_parameters(
@@ -132,14 +197,6 @@ def load_global_parameters(
         )
     load_shared_parameters(trainer.model, config.shared_parameters, arrays)
     return True
-
-
-def _release_counts(context: Context, n_train: int) -> np.ndarray:
-    """How often each training row's code has been uploaded (for DP accounting)."""
-    record = context.state.config_records.get(STATE_KEY)
-    if record is None or "releases" not in record:
-        return np.zeros(n_train, dtype=np.int64)
-    return np.asarray(cast(list[int], record["releases"]), dtype=np.int64)
 
 
 def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Message:
@@ -186,14 +243,11 @@ def build_client_app(
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         run = resolve(context)
-        if run.dropout_rate > 0:
-            agent, _ = agent_for_node(run, dict(context.node_config))
-            check_dropout(run, agent.agent_id, _server_round(msg))
         if run.method == "fedavg":
             return handle_fedavg_train(msg, context, run)
         return handle_train(msg, context, run)
 
-    @app.query("identify")
+    @app.query(P.QUERY_IDENTIFY)
     def identify(msg: Message, context: Context) -> Message:
         """Tell the server which agent this node holds (to resume a run)."""
         agent, _ = agent_for_node(resolve(context), dict(context.node_config))

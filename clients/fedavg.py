@@ -8,6 +8,8 @@ with Flower's unchanged ``flwr.serverapp.strategy.FedAvg``.
 
 from __future__ import annotations
 
+from typing import cast
+
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -17,21 +19,18 @@ from flwr.app import (
     RecordDict,
 )
 
+from otm_flower import protocol as P
 from otm_flower.agent import agent_facts, evaluate_agent
 from otm_flower.config import RunConfig
 from otm_flower.training import LocalTrainer
 
-from .node import STATE_KEY, agent_for_node, restore_trainer
+from .node import agent_for_node, keep_agent_state, restore_trainer
 from .otm_messages import MetricValues
-
-ARRAYS_RECORD = "arrays"  # FedAvg's default ``arrayrecord_key``
-METRICS_RECORD = "metrics"
-CONFIG_RECORD = "config"
 
 
 def _load_global(msg: Message, trainer: LocalTrainer) -> None:
     """Load the server's averaged shared layers (none in round 1: own init)."""
-    arrays = msg.content.array_records.get(ARRAYS_RECORD)
+    arrays = msg.content.array_records.get(P.ARRAYS_RECORD)
     if arrays is not None and len(arrays) > 0:
         trainer.model.load_shared_state(arrays.to_torch_state_dict())
 
@@ -42,16 +41,14 @@ def handle_fedavg_train(msg: Message, context: Context, config: RunConfig) -> Me
     trainer = restore_trainer(config, agent, n_classes, context)
     _load_global(msg, trainer)
     losses = trainer.train(config.local_epochs)
-    context.state.config_records[STATE_KEY] = ConfigRecord(
-        {"trainer": trainer.state_bytes()}
-    )
-    metrics: MetricValues = {f"train-{k}": v for k, v in losses.items()}
+    keep_agent_state(context, trainer.state_bytes())
+    metrics: MetricValues = {f"{P.TRAIN_PREFIX}{k}": v for k, v in losses.items()}
     return Message(
         RecordDict(
             {
-                ARRAYS_RECORD: ArrayRecord(trainer.model.shared_state()),
-                METRICS_RECORD: MetricRecord(
-                    {**metrics, "num-examples": agent.n_train}
+                P.ARRAYS_RECORD: ArrayRecord(trainer.model.shared_state()),
+                P.METRICS_RECORD: MetricRecord(
+                    {**metrics, P.KEY_NUM_EXAMPLES: agent.n_train}
                 ),
             }
         ),
@@ -66,10 +63,10 @@ def handle_fedavg_evaluate(
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     trainer = restore_trainer(config, agent, n_classes, context)
     _load_global(msg, trainer)
-    config_record = msg.content.config_records.get(CONFIG_RECORD, ConfigRecord())
+    config_record = msg.content.config_records.get(P.CONFIG_RECORD, ConfigRecord())
     metrics: MetricValues = {
         **evaluate_agent(trainer, agent, n_classes, config),
         **agent_facts(agent),
-        "server-round": int(config_record.get("server-round", 0)),  # type: ignore[arg-type]
+        P.KEY_ROUND: int(cast(int, config_record.get(P.KEY_ROUND, 0))),
     }
-    return Message(RecordDict({METRICS_RECORD: MetricRecord(metrics)}), reply_to=msg)
+    return Message(RecordDict({P.METRICS_RECORD: MetricRecord(metrics)}), reply_to=msg)

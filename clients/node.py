@@ -1,4 +1,4 @@
-"""A node's agent: which one it is, and its trainer kept across rounds in state."""
+"""A node's agent: which one it is, and its state kept across rounds (and resumes)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from otm_flower.config import RunConfig
 from otm_flower.data import AgentData
 from otm_flower.training import LocalTrainer
 
+from .otm_messages import remember_upload
+
+#: ConfigRecord in ``context.state`` with the agent's trainer state and DP release
+#: counts (node-local, never sent).
 STATE_KEY = "otm-agent"
 
 
@@ -63,29 +67,22 @@ def saved_trainer(context: Context) -> bytes | None:
     return None if record is None else cast(bytes, record["trainer"])
 
 
-class SimulatedDropout(RuntimeError):
-    """Raised by an agent that the ``dropout-rate`` experiment takes offline."""
+def release_counts(context: Context, n_train: int) -> np.ndarray:
+    """How often each training row's code has been uploaded (for DP accounting)."""
+    record = context.state.config_records.get(STATE_KEY)
+    if record is None or "releases" not in record:
+        return np.zeros(n_train, dtype=np.int64)
+    return np.asarray(cast(list[int], record["releases"]), dtype=np.int64)
 
 
-def check_dropout(config: RunConfig, agent_id: int, server_round: int) -> None:
-    """Fail this training round with probability ``dropout-rate`` (simulation only).
-
-    Seeded by ``(seed, agent, round)``, so runs are reproducible; the failure goes
-    through Flower's real error path, and the agent rejoins with its state intact.
-
-    Raises
-    ------
-    SimulatedDropout
-        When the draw says this agent is offline this round.
-    """
-    if config.dropout_rate <= 0:
-        return
-    draw = np.random.default_rng([config.seed, agent_id, server_round, 37]).random()
-    if draw < config.dropout_rate:
-        raise SimulatedDropout(
-            f"agent {agent_id} dropped out of round {server_round} "
-            f"(dropout-rate {config.dropout_rate})"
-        )
+def keep_agent_state(
+    context: Context, trainer_state: bytes, releases: list[int] | None = None
+) -> None:
+    """Keep the trainer state (and DP release counts) in ``context.state``."""
+    record = ConfigRecord({"trainer": trainer_state})
+    if releases is not None:
+        record["releases"] = releases
+    context.state.config_records[STATE_KEY] = record
 
 
 def checkpoint_agent(
@@ -106,7 +103,7 @@ def checkpoint_agent(
 
 
 def restore_agent_checkpoint(
-    config: RunConfig, agent_id: int, context: Context, rows_key: str
+    config: RunConfig, agent_id: int, context: Context
 ) -> bool:
     """On the first message of a resumed run, load the agent's checkpointed state
     into ``context.state`` (trainer, DP release counts, last uploaded rows).
@@ -124,10 +121,6 @@ def restore_agent_checkpoint(
     meta, _, blob = read_checkpoint(config.checkpoint_dir, f"agent-{agent_id}")
     if blob is None:
         raise CheckpointError(f"agent {agent_id}'s checkpoint has no trainer state")
-    context.state.config_records[STATE_KEY] = ConfigRecord(
-        {"trainer": blob, "releases": [int(r) for r in meta["releases"]]}
-    )
-    context.state.config_records[rows_key] = ConfigRecord(
-        {"rows": [int(r) for r in meta["rows"]]}
-    )
+    keep_agent_state(context, blob, [int(r) for r in meta["releases"]])
+    remember_upload(context, np.asarray(meta["rows"], dtype=np.int64))
     return True

@@ -5,6 +5,9 @@ and decoder (see ``examples/custom_model``). Only latent codes and scalar metric
 go into the replies (and, for the hybrids ``otm-fedavg`` / ``otm-head``, the
 shared model parameters); which rows were encoded stays in the node's
 ``context.state``.
+
+Importing this module loads Flower's ``flwr.app``, numpy and
+:mod:`otm_flower.protocol` only: no torch, POT or scikit-learn.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from flwr.app import (
 )
 
 from otm_flower import protocol as P
-from otm_flower.averaging import SHARED_RECORD
-from otm_flower.training import MixTargets
+from otm_flower.protocol import MixTargets
 
+#: ConfigRecord in ``context.state`` with the rows of the agent's last upload
+#: (node-local, never sent).
 ROWS_STATE = "otm-upload"
 MetricValues = dict[str, int | float | list[int] | list[float]]
 
@@ -62,28 +66,42 @@ def read_mix_targets(msg: Message, context: Context) -> MixTargets | None:
     round_config(msg)
     if P.CODES_RECORD not in msg.content.array_records:
         return None
+    rows = last_upload(context)
+    if rows is None:
+        return None
+    record = msg.content.array_records[P.CODES_RECORD]
+    mixed = _matching_codes("mixed", record[P.KEY_MIXED].numpy(), len(rows))
+    barycenter = None
+    if P.KEY_BARYCENTER in record:
+        barycenter = _matching_codes(
+            "barycenter", record[P.KEY_BARYCENTER].numpy(), len(rows)
+        )
+    return MixTargets(rows, mixed, barycenter)
+
+
+def _matching_codes(name: str, codes: np.ndarray, n_rows: int) -> np.ndarray:
+    """``codes`` when they are finite and ``n_rows x d``; else a ProtocolError."""
+    if codes.ndim != 2 or codes.shape[0] != n_rows or not np.isfinite(codes).all():
+        raise P.ProtocolError(
+            f"{name} codes of shape {codes.shape} do not match the last upload "
+            f"of {n_rows} rows, or are not finite"
+        )
+    return codes
+
+
+def remember_upload(context: Context, rows: np.ndarray) -> None:
+    """Keep the uploaded ``rows`` in ``context.state`` (node-local, never sent)."""
+    context.state.config_records[ROWS_STATE] = ConfigRecord(
+        {"rows": [int(r) for r in rows]}
+    )
+
+
+def last_upload(context: Context) -> np.ndarray | None:
+    """The rows of the agent's last upload (int64), ``None`` before the first."""
     saved = context.state.config_records.get(ROWS_STATE)
     if saved is None:
         return None
-    rows = np.asarray(cast(list[int], saved["rows"]), dtype=np.int64)
-    record = msg.content.array_records[P.CODES_RECORD]
-    mixed = record[P.KEY_MIXED].numpy()
-    barycenter = (
-        record[P.KEY_BARYCENTER].numpy() if P.KEY_BARYCENTER in record else None
-    )
-    for name, codes in (("mixed", mixed), ("barycenter", barycenter)):
-        if codes is None:
-            continue
-        if (
-            codes.ndim != 2
-            or codes.shape[0] != len(rows)
-            or not np.isfinite(codes).all()
-        ):
-            raise P.ProtocolError(
-                f"{name} codes of shape {codes.shape} do not match the last upload "
-                f"of {len(rows)} rows, or are not finite"
-            )
-    return MixTargets(rows, mixed, barycenter)
+    return np.asarray(cast(list[int], saved["rows"]), dtype=np.int64)
 
 
 def read_shared_arrays(msg: Message) -> dict[str, np.ndarray] | None:
@@ -92,7 +110,7 @@ def read_shared_arrays(msg: Message) -> dict[str, np.ndarray] | None:
     Returns ``None`` when the message carries none (every OTM method in round 1,
     and methods that share no parameters).
     """
-    record = msg.content.array_records.get(SHARED_RECORD)
+    record = msg.content.array_records.get(P.SHARED_RECORD)
     if record is None or len(record) == 0:
         return None
     return {key: array.numpy() for key, array in record.items()}
@@ -139,33 +157,38 @@ def train_reply(
     shared_arrays : Mapping[str, np.ndarray], optional
         The agent's trained shared parameters (``otm-fedavg``: every shared-shape
         layer; ``otm-head``: the task head), sent in ArrayRecord
-        :data:`otm_flower.averaging.SHARED_RECORD` for the server to average.
+        :data:`otm_flower.protocol.SHARED_RECORD` for the server to average.
     """
     codes = np.asarray(codes, dtype=np.float32)
     if codes.ndim != 2 or len(codes) != len(rows):
         raise ValueError(f"codes must be (len(rows)={len(rows)}, d), got {codes.shape}")
-    context.state.config_records[ROWS_STATE] = ConfigRecord(
-        {"rows": [int(r) for r in rows]}
-    )
-    values: MetricValues = {f"train-{k}": float(v) for k, v in (metrics or {}).items()}
+    remember_upload(context, rows)
+    values: MetricValues = {
+        f"{P.TRAIN_PREFIX}{k}": float(v) for k, v in (metrics or {}).items()
+    }
     values.update({P.KEY_NUM_EXAMPLES: int(n_train), P.KEY_AGENT: int(agent_id)})
-    arrays = {P.KEY_CODES: Array(codes)}
-    if anchor_ids is not None:
-        ids = np.asarray(anchor_ids, dtype=np.int64)
-        if ids.shape != (len(rows),):
-            raise ValueError(f"anchor_ids must be one per row, got {ids.shape}")
-        arrays[P.KEY_ANCHORS] = Array(ids)
     content = RecordDict(
         {
-            P.CODES_RECORD: ArrayRecord(arrays),
+            P.CODES_RECORD: _codes_record(codes, anchor_ids),
             P.METRICS_RECORD: MetricRecord(values),
         }
     )
     if shared_arrays is not None:
-        content[SHARED_RECORD] = ArrayRecord(
+        content[P.SHARED_RECORD] = ArrayRecord(
             {key: Array(np.asarray(value)) for key, value in shared_arrays.items()}
         )
     return Message(content=content, reply_to=msg)
+
+
+def _codes_record(codes: np.ndarray, anchor_ids: np.ndarray | None) -> ArrayRecord:
+    """ArrayRecord ``otm`` of a reply: the codes, and the anchor ids when given."""
+    arrays = {P.KEY_CODES: Array(codes)}
+    if anchor_ids is not None:
+        ids = np.asarray(anchor_ids, dtype=np.int64)
+        if ids.shape != (len(codes),):
+            raise ValueError(f"anchor_ids must be one per row, got {ids.shape}")
+        arrays[P.KEY_ANCHORS] = Array(ids)
+    return ArrayRecord(arrays)
 
 
 def evaluate_reply(msg: Message, metrics: Mapping[str, int | float]) -> Message:
