@@ -7,8 +7,11 @@ agent the same way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 import numpy as np
 import torch
@@ -21,6 +24,29 @@ from .metrics import classification_accuracy, clustering_scores
 from .protocol import KEY_AGENT, KEY_NUM_EXAMPLES
 from .training import LocalTrainer, LossWeights
 
+#: Changes the agents of a run as built, before the validation split: called
+#: with the agents (ordered by agent id) and the run's seed, returns the agents
+#: to use. Must be hashable (loaded agents are cached per transform).
+AgentsTransform = Callable[[tuple[AgentData, ...], int], tuple[AgentData, ...]]
+
+_TRANSFORM: ContextVar[AgentsTransform | None] = ContextVar(
+    "otm_agents_transform", default=None
+)
+
+
+@contextlib.contextmanager
+def transformed_agents(transform: AgentsTransform | None) -> Iterator[None]:
+    """Within the block, :func:`load_agents` applies ``transform`` to the agents.
+
+    For experiments that change an agent's data (see ``research.corruption``);
+    ``None`` loads the agents as they are.
+    """
+    token = _TRANSFORM.set(transform)
+    try:
+        yield
+    finally:
+        _TRANSFORM.reset(token)
+
 
 @functools.lru_cache(maxsize=4)
 def _cached_agents(
@@ -29,27 +55,24 @@ def _cached_agents(
     unaligned_rate: float,
     test_fraction: float,
     seed: int,
-    corrupt_agent: int,
-    corrupt_noise: float,
+    transform: AgentsTransform | None,
     validation_fraction: float,
 ) -> tuple[tuple[AgentData, ...], int]:
     data = load_dataset(dataset)
-    agents = make_agents(
-        data,
-        agents_per_modality=agents_per_modality,
-        unaligned_rate=unaligned_rate,
-        test_fraction=test_fraction,
-        seed=seed,
-    )
-    if corrupt_agent >= len(agents):
-        raise ValueError(
-            f"corrupt-agent {corrupt_agent} out of range: {len(agents)} agents"
+    agents = tuple(
+        make_agents(
+            data,
+            agents_per_modality=agents_per_modality,
+            unaligned_rate=unaligned_rate,
+            test_fraction=test_fraction,
+            seed=seed,
         )
-    if corrupt_agent >= 0 and corrupt_noise > 0:
-        agents[corrupt_agent] = corrupt(agents[corrupt_agent], corrupt_noise, seed)
+    )
+    if transform is not None:
+        agents = tuple(transform(agents, seed))
     if validation_fraction > 0:
-        agents = [validation_view(a, validation_fraction, seed) for a in agents]
-    return tuple(agents), data.n_classes
+        agents = tuple(validation_view(a, validation_fraction, seed) for a in agents)
+    return agents, data.n_classes
 
 
 def validation_view(agent: AgentData, fraction: float, seed: int) -> AgentData:
@@ -82,37 +105,21 @@ def validation_view(agent: AgentData, fraction: float, seed: int) -> AgentData:
     )
 
 
-def corrupt(agent: AgentData, noise: float, seed: int) -> AgentData:
-    """The agent with Gaussian noise of std ``noise`` added to all its features.
-
-    A robustness experiment: one modality made nearly useless, train and test
-    alike (features are standardised, so ``noise`` is in units of their std).
-    """
-    rng = np.random.default_rng([seed, agent.agent_id, 31])
-    return dataclasses.replace(
-        agent,
-        x_train=(agent.x_train + noise * rng.normal(size=agent.x_train.shape)).astype(
-            np.float32
-        ),
-        x_test=(agent.x_test + noise * rng.normal(size=agent.x_test.shape)).astype(
-            np.float32
-        ),
-    )
-
-
 def load_agents(
     config: RunConfig, dataset: str | None = None
 ) -> tuple[tuple[AgentData, ...], int]:
     """Every agent's data for a run, and the data set's class count.
 
-    Deterministic in the config (cached per process, so a node that answers many
-    rounds loads its data once).
+    Deterministic in the config and the active :func:`transformed_agents`
+    transform (cached per process, so a node that answers many rounds loads its
+    data once).
 
     Parameters
     ----------
     config : RunConfig
         Supplies ``agents-per-modality``, ``unaligned-rate``, ``test-fraction``,
-        ``seed`` and, unless ``dataset`` is given, ``dataset``.
+        ``seed``, ``validation-fraction`` and, unless ``dataset`` is given,
+        ``dataset``.
     dataset : str, optional
         A data set name or path overriding ``config.dataset`` (a node's own data).
     """
@@ -122,8 +129,7 @@ def load_agents(
         config.unaligned_rate,
         config.test_fraction,
         config.seed,
-        config.corrupt_agent,
-        config.corrupt_noise,
+        _TRANSFORM.get(),
         config.validation_fraction,
     )
 

@@ -93,94 +93,24 @@ class RunConfig:
     num_agents: int = 0
     round_timeout: float = 600.0
     fraction_train: float = 1.0
-    dropout_rate: float = 0.0
-    corrupt_agent: int = -1
-    corrupt_noise: float = 0.0
     checkpoint_dir: str = ""
     resume: bool = False
-    diagnostics_dir: str = "auto"
+    diagnostics_dir: str = ""
     output_dir: str = "outputs"
     out: str = ""
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.task in TASKS, f"task must be one of {TASKS}"),
-            (self.method in METHODS, f"method must be one of {METHODS}"),
-            (
-                self.barycenter_variant in VARIANTS,
-                f"barycenter-variant must be one of {VARIANTS}",
-            ),
-            (self.solver in SOLVERS, f"solver must be one of {SOLVERS}"),
-            (
-                self.mix_frame in MIX_FRAMES,
-                f"mix-frame must be one of {MIX_FRAMES}",
-            ),
-            (
-                re.fullmatch(r"cpu|auto|cuda(:\d+)?", self.mixer_device) is not None,
-                "mixer-device must be cpu, auto, cuda or cuda:N",
-            ),
-            (
-                self.solver == "fast" or self.mixer_device in ("cpu", "auto"),
-                "mixer-device cuda needs solver=fast (the exact solver is CPU only)",
-            ),
-            (self.num_server_rounds >= 1, "num-server-rounds must be >= 1"),
-            (self.local_epochs >= 0, "local-epochs must be >= 0"),
-            (self.batch_size >= 1, "batch-size must be >= 1"),
-            (self.mix_batch_size >= 2, "mix-batch-size must be >= 2"),
-            (self.latent_dim >= 1, "latent-dim must be >= 1"),
-            (self.hidden_dim >= 1, "hidden-dim must be >= 1"),
-            (self.learning_rate > 0, "learning-rate must be > 0"),
-            (0.0 <= self.fgw_alpha <= 1.0, "fgw-alpha must be in [0, 1]"),
-            (self.barycenter_iterations >= 1, "barycenter-iterations must be >= 1"),
-            (self.dirichlet_concentration > 0, "dirichlet-concentration must be > 0"),
-            (0.0 <= self.unaligned_rate <= 1.0, "unaligned-rate must be in [0, 1]"),
-            (self.agents_per_modality >= 1, "agents-per-modality must be >= 1"),
-            (0.0 < self.test_fraction < 1.0, "test-fraction must be in (0, 1)"),
-            (
-                0.0 <= self.validation_fraction < 1.0,
-                "validation-fraction must be in [0, 1)",
-            ),
-            (self.min_agents >= 1, "min-agents must be >= 1"),
-            (self.outlier_factor >= 0, "outlier-factor must be >= 0 (0: off)"),
-            (self.dp_clip >= 0, "dp-clip must be >= 0 (0: no local DP)"),
-            (self.dp_noise >= 0, "dp-noise must be >= 0"),
-            (0 < self.dp_delta < 1, "dp-delta must be in (0, 1)"),
-            (self.num_agents >= 0, "num-agents must be >= 0 (0: one per view)"),
-            (self.round_timeout > 0, "round-timeout must be > 0"),
-            (0.0 < self.fraction_train <= 1.0, "fraction-train must be in (0, 1]"),
-            (0.0 <= self.dropout_rate < 1.0, "dropout-rate must be in [0, 1)"),
-            (self.corrupt_agent >= -1, "corrupt-agent must be >= -1 (-1: none)"),
-            (self.corrupt_noise >= 0, "corrupt-noise must be >= 0"),
-            (0.0 <= self.anchor_rate <= 1.0, "anchor-rate must be in [0, 1]"),
-            (self.anchor_weight > 0, "anchor-weight must be > 0"),
-            (self.label_cost_weight >= 0, "label-cost-weight must be >= 0 (0: off)"),
-            (
-                self.label_cost_weight <= 0 or self.task == "classification",
-                "label-cost-weight > 0 needs task=classification (it appends the "
-                "agents' labels to their uploaded codes)",
-            ),
-            (
-                METHOD_TASK.get(self.method, self.task) == self.task,
-                "method otm-head averages the task head, which only "
-                "task=classification has (use otm-fedavg for clustering)",
-            ),
-            (
-                not self.resume or bool(self.checkpoint_dir),
-                "resume needs checkpoint-dir (the folder of the run to resume)",
-            ),
+        errors = [
+            msg
+            for check in (
+                _choice_checks,
+                _range_checks,
+                _combination_checks,
+                _weight_checks,
+            )
+            for ok, msg in check(self)
+            if not ok
         ]
-        weights = (
-            "weight_rec",
-            "weight_mix",
-            "weight_reg",
-            "weight_mmd",
-            "weight_task",
-            "weight_cluster",
-        )
-        checks += [
-            (getattr(self, w) >= 0, f"{_kebab(w)} must be >= 0") for w in weights
-        ]
-        errors = [msg for ok, msg in checks if not ok]
         if errors:
             raise ConfigError("invalid run config: " + "; ".join(errors))
 
@@ -211,6 +141,99 @@ class RunConfig:
 
 def _kebab(name: str) -> str:
     return name.replace("_", "-")
+
+
+Check = tuple[bool, str]
+
+_WEIGHTS = (
+    "weight_rec",
+    "weight_mix",
+    "weight_reg",
+    "weight_mmd",
+    "weight_task",
+    "weight_cluster",
+)
+
+
+def _choice_checks(c: RunConfig) -> list[Check]:
+    """Keys that take one of a fixed set of values (and the mixer's device)."""
+    return [
+        (c.task in TASKS, f"task must be one of {TASKS}"),
+        (c.method in METHODS, f"method must be one of {METHODS}"),
+        (
+            c.barycenter_variant in VARIANTS,
+            f"barycenter-variant must be one of {VARIANTS}",
+        ),
+        (c.solver in SOLVERS, f"solver must be one of {SOLVERS}"),
+        (c.mix_frame in MIX_FRAMES, f"mix-frame must be one of {MIX_FRAMES}"),
+        (
+            re.fullmatch(r"cpu|auto|cuda(:\d+)?", c.mixer_device) is not None,
+            "mixer-device must be cpu, auto, cuda or cuda:N",
+        ),
+        (
+            c.solver == "fast" or c.mixer_device in ("cpu", "auto"),
+            "mixer-device cuda needs solver=fast (the exact solver is CPU only)",
+        ),
+    ]
+
+
+def _range_checks(c: RunConfig) -> list[Check]:
+    """Numeric keys that must lie in a range (the loss weights apart)."""
+    return [
+        (c.num_server_rounds >= 1, "num-server-rounds must be >= 1"),
+        (c.local_epochs >= 0, "local-epochs must be >= 0"),
+        (c.batch_size >= 1, "batch-size must be >= 1"),
+        (c.mix_batch_size >= 2, "mix-batch-size must be >= 2"),
+        (c.latent_dim >= 1, "latent-dim must be >= 1"),
+        (c.hidden_dim >= 1, "hidden-dim must be >= 1"),
+        (c.learning_rate > 0, "learning-rate must be > 0"),
+        (0.0 <= c.fgw_alpha <= 1.0, "fgw-alpha must be in [0, 1]"),
+        (c.barycenter_iterations >= 1, "barycenter-iterations must be >= 1"),
+        (c.dirichlet_concentration > 0, "dirichlet-concentration must be > 0"),
+        (0.0 <= c.unaligned_rate <= 1.0, "unaligned-rate must be in [0, 1]"),
+        (c.agents_per_modality >= 1, "agents-per-modality must be >= 1"),
+        (0.0 < c.test_fraction < 1.0, "test-fraction must be in (0, 1)"),
+        (
+            0.0 <= c.validation_fraction < 1.0,
+            "validation-fraction must be in [0, 1)",
+        ),
+        (c.min_agents >= 1, "min-agents must be >= 1"),
+        (c.outlier_factor >= 0, "outlier-factor must be >= 0 (0: off)"),
+        (c.dp_clip >= 0, "dp-clip must be >= 0 (0: no local DP)"),
+        (c.dp_noise >= 0, "dp-noise must be >= 0"),
+        (0 < c.dp_delta < 1, "dp-delta must be in (0, 1)"),
+        (c.num_agents >= 0, "num-agents must be >= 0 (0: one per view)"),
+        (c.round_timeout > 0, "round-timeout must be > 0"),
+        (0.0 < c.fraction_train <= 1.0, "fraction-train must be in (0, 1]"),
+        (0.0 <= c.anchor_rate <= 1.0, "anchor-rate must be in [0, 1]"),
+        (c.anchor_weight > 0, "anchor-weight must be > 0"),
+        (c.label_cost_weight >= 0, "label-cost-weight must be >= 0 (0: off)"),
+    ]
+
+
+def _combination_checks(c: RunConfig) -> list[Check]:
+    """Keys whose valid values depend on other keys."""
+    return [
+        (
+            c.label_cost_weight <= 0 or c.task == "classification",
+            "label-cost-weight > 0 needs task=classification (it appends the "
+            "agents' labels to their uploaded codes)",
+        ),
+        (
+            METHOD_TASK.get(c.method, c.task) == c.task,
+            "method otm-head averages the task head, which only "
+            "task=classification has (use otm-fedavg for clustering)",
+        ),
+        (
+            not c.resume or bool(c.checkpoint_dir),
+            "resume needs checkpoint-dir (the folder of the run to resume)",
+        ),
+    ]
+
+
+def _weight_checks(c: RunConfig) -> list[Check]:
+    """Loss weights, each ``>= 0``."""
+    return [(getattr(c, w) >= 0, f"{_kebab(w)} must be >= 0") for w in _WEIGHTS]
 
 
 def valid_keys() -> list[str]:

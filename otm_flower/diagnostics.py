@@ -1,11 +1,12 @@
 """Simulator-only diagnostics: labels of uploaded batches, kept out of messages.
 
 To measure whether mixing pairs samples of the same class (the couplings' class
-agreement), a simulation needs the labels of the rows each agent uploaded. Agents
-write them to a local folder, never into a message; the simulating server reads
-them beside the plans. In a real deployment the server cannot read the agents'
-folders and reports no agreement; set ``diagnostics-dir`` to ``""`` to switch the
-files off.
+agreement), a simulation needs the labels of the rows each agent uploaded. With
+``diagnostics-dir`` set (``"auto"``: a per-run temporary folder; the benchmark
+sets it), agents write them to a local folder, never into a message, and the
+simulating server reads them beside the plans. The default ``""`` writes no files
+and the run reports no agreement, as a real deployment must (there the server
+cannot read the agents' folders).
 """
 
 from __future__ import annotations

@@ -1,17 +1,14 @@
-"""Robustness-experiment knobs: dropout, a corrupted modality, partial sampling."""
+"""Run-config knobs of experiments: partial sampling, validation split, resume."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from clients.node import SimulatedDropout, check_dropout
 from otm_flower.agent import load_agents
 from otm_flower.config import ConfigError, RunConfig, parse_run_config
-from simulations.cli import simulate_inprocess
 from simulations.inprocess import InProcessGrid
 from strategies.otm import OTMStrategy
 from tests.synthetic import clustered_views_npz
@@ -40,52 +37,6 @@ def _config(path: Path, **kw: Any) -> RunConfig:
     }  # fmt: skip
     values.update(kw)
     return parse_run_config(values)
-
-
-def test_dropout_fails_exactly_the_drawn_rounds_and_the_run_goes_on(
-    data_path: Path,
-) -> None:
-    config = _config(data_path, **{"dropout-rate": 0.4})
-    expected = set()
-    for rnd in range(1, 5):
-        for agent in range(3):
-            try:
-                check_dropout(config, agent, rnd)
-            except SimulatedDropout:
-                expected.add((rnd, agent))
-    assert 0 < len(expected) < 12  # the seed gives some dropouts, not all
-    result, grid = simulate_inprocess(config)
-    agent_of = {
-        node: int(ctx.node_config["partition-id"])
-        for node, ctx in grid.contexts.items()
-    }
-    dropped = {
-        (rnd, agent_of[node])
-        for rnd, node, reason in result["rejected"]
-        if "dropped out" in reason
-    }
-    assert dropped == expected
-    # Every agent is still evaluated in the last round, having trained in others.
-    assert [a["round"] for a in result["agents"]] == [4, 4, 4]
-    assert len(result["mix_seconds"]) == 4 - sum(
-        len({a for r, a in expected if r == rnd}) > 1 for rnd in range(1, 5)
-    )
-
-
-def test_corrupted_agent_gets_noise_and_the_others_do_not(data_path: Path) -> None:
-    clean, _ = load_agents(_config(data_path))
-    noisy, _ = load_agents(
-        _config(data_path, **{"corrupt-agent": 1, "corrupt-noise": 3.0})
-    )
-    np.testing.assert_array_equal(clean[0].x_train, noisy[0].x_train)
-    np.testing.assert_array_equal(clean[2].x_test, noisy[2].x_test)
-    diff = noisy[1].x_train - clean[1].x_train
-    assert diff.std() == pytest.approx(3.0, rel=0.1)
-    np.testing.assert_array_equal(clean[1].y_train, noisy[1].y_train)
-    with pytest.raises(ValueError, match="corrupt-agent 5 out of range"):
-        load_agents(_config(data_path, **{"corrupt-agent": 5, "corrupt-noise": 1.0}))
-    with pytest.raises(ConfigError, match="corrupt-agent"):
-        parse_run_config({"corrupt-agent": -2})
 
 
 def test_fraction_train_samples_seeded_subsets(data_path: Path) -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from otm_flower.matching import (
+from research.matching import (
     relabelling_agreement,
     relabelling_coupling,
     search_relabellings,
     semantic_relabelling,
 )
-from simulations.matching_study import main as study_main
+from research.matching_study import main as study_main
 from tests.synthetic import clustered_views_npz
 
 # five clusters at pairwise different distances: no symmetry to confuse GW

@@ -1,4 +1,4 @@
-"""Label-free matching study (regime 1 of the semantic-matching issue).
+"""Label-free matching study: class agreement of couplings found without labels.
 
 For every pair of agents of a data set it measures the class agreement of
 couplings found without labels or linked records, by several routes:
@@ -10,7 +10,7 @@ couplings found without labels or linked records, by several routes:
   ``exp(-D / median D)``;
 * ``annealed``: entropic GW with epsilon annealed 0.1 -> 0.005, then GW;
 * ``relabel``: the global optimum over all K! relabellings of the two clouds'
-  k-means clusters (:mod:`otm_flower.matching`), with the *semantic*
+  k-means clusters (:mod:`research.matching`), with the *semantic*
   relabelling's agreement (the best any relabelling can do: a ceiling) and
   its rank among all relabellings by objective, as a share of them
   (``relabel-rank-share``; 0: the objective prefers it, ~0.5: indifferent).
@@ -19,7 +19,7 @@ on either the agents' preprocessed features (``--features raw``) or the codes
 of WAEs each trained alone with the run-config defaults (``--features codes``:
 the ``local`` method, 20 rounds x 3 epochs). Labels are used for scoring only.
 
-Run ``python -m simulations.matching_study --help``.
+Run ``python -m research.matching_study --help``.
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ from scipy.spatial.distance import cdist
 from otm_flower.agent import build_trainer, load_agents
 from otm_flower.config import RunConfig
 from otm_flower.fast_fgw import round_to_coupling
-from otm_flower.matching import (
+from otm_flower.results import write_result
+from research.matching import (
     MAX_EXHAUSTIVE_CLUSTERS,
     plan_agreement,
     relabelling_agreement,
     search_relabellings,
     semantic_relabelling,
 )
-from otm_flower.results import write_result
 
 ROUTES = ("gw", "gw-best", "gw-kernel", "annealed", "relabel")
 FEATURES = ("raw", "codes")
@@ -235,7 +235,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m simulations.matching_study", description=__doc__.split("\n")[0]
+        prog="python -m research.matching_study", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--dataset", default="handwritten")
     parser.add_argument("--features", choices=FEATURES, default="codes")

@@ -1,18 +1,18 @@
 """How much `local`'s score moves when only its random stream is perturbed.
 
-Until session 6 an OTM agent drew which rows to upload and which mixed rows
-join each minibatch from the same torch generator as its local training, so
-even a mix that carried nothing changed every later minibatch order (agents now
-use a separate exchange stream). This script measures the spread that such a
-perturbation alone causes, the noise floor of an OTM-versus-local comparison on
-a data set: each agent trains alone exactly
-as the ``local`` method does (same config, seeds, rounds and epochs), but after
-every round draws ``k`` extra numbers from its trainer's generator. ``k = 0`` is
-the ``local`` method itself; any ``k > 0`` is an equally valid local run with a
-different stream. Scores are mean-over-agents test ACC (clustering) or accuracy
+An agent that draws the rows it uploads, or the mixed rows that join each
+minibatch, from the same torch generator as its local training changes every
+later minibatch order, even when the mix carries nothing (OTM agents use a
+separate exchange stream for this reason). This script measures the spread that
+such a perturbation alone causes, the noise floor of an OTM-versus-local
+comparison on a data set: each agent trains alone exactly as the ``local``
+method does (same config, seeds, rounds and epochs), but after every round draws
+``k`` extra numbers from its trainer's generator. ``k = 0`` is the ``local``
+method itself; any ``k > 0`` is an equally valid local run with a different
+stream. Scores are mean-over-agents test ACC (clustering) or accuracy
 (classification) at the final round, per seed.
 
-Run ``python -m simulations.stream_noise --help``.
+Run ``python -m research.stream_noise --help``.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(
-        prog="python -m simulations.stream_noise", description=__doc__.split("\n")[0]
+        prog="python -m research.stream_noise", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--dataset", default="cub")
     parser.add_argument("--task", choices=("clustering", "classification"))

@@ -1,4 +1,4 @@
-"""Tests for simulations.stream_noise on a tiny synthetic data set."""
+"""Tests for research.stream_noise on a tiny synthetic data set."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from otm_flower.baselines import run_local
 from otm_flower.config import RunConfig
-from simulations.stream_noise import main, perturbed_local_score
+from research.stream_noise import main, perturbed_local_score
 from tests.synthetic import clustered_views_npz
 
 

@@ -1,8 +1,8 @@
 """Label-free matching of two agents' clusters by exhaustive relabelling search.
 
-A diagnostic for regime 1 of the semantic-matching issue: can any label-free
-solver find a semantic coupling between two unaligned views, or does the
-(Gromov-Wasserstein) objective itself prefer a non-semantic one? At the level
+A diagnostic of label-free matching: can any label-free solver find a semantic
+coupling between two unaligned views, or does the (Gromov-Wasserstein)
+objective itself prefer a non-semantic one? At the level
 of clusters the question can be settled exactly. Each cloud is clustered by
 k-means into ``K`` clusters; cluster ``a`` of cloud 1 is matched to cluster
 ``perm[a]`` of cloud 2, and the relabelling's GW objective is
