@@ -164,6 +164,23 @@ def oracle_agent(views: Sequence[AgentData]) -> AgentData:
         If there is no view, or two views' train or test rows are different
         samples (or in a different order).
     """
+    _check_aligned(views)
+    first = views[0]
+    return AgentData(
+        agent_id=0,
+        modality=-1,
+        modality_name="all views",
+        x_train=np.concatenate([v.x_train for v in views], axis=1),
+        y_train=first.y_train.copy(),
+        x_test=np.concatenate([v.x_test for v in views], axis=1),
+        y_test=first.y_test.copy(),
+        train_ids=first.train_ids.copy(),
+        test_ids=first.test_ids.copy(),
+    )
+
+
+def _check_aligned(views: Sequence[AgentData]) -> None:
+    """Raise ``ValueError`` unless there is a view and all hold the same rows."""
     if not views:
         raise ValueError("oracle needs at least one view, got none")
     first = views[0]
@@ -176,17 +193,6 @@ def oracle_agent(views: Sequence[AgentData]) -> AgentData:
                     f"{view.agent_id} ({view.modality_name}) are not the samples of "
                     f"agent {first.agent_id} ({first.modality_name}) in the same order"
                 )
-    return AgentData(
-        agent_id=0,
-        modality=-1,
-        modality_name="all views",
-        x_train=np.concatenate([v.x_train for v in views], axis=1),
-        y_train=first.y_train.copy(),
-        x_test=np.concatenate([v.x_test for v in views], axis=1),
-        y_test=first.y_test.copy(),
-        train_ids=first.train_ids.copy(),
-        test_ids=first.test_ids.copy(),
-    )
 
 
 BASELINES: dict[str, Callable[[RunConfig, Progress | None], dict[str, Any]]] = {

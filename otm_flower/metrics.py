@@ -91,16 +91,7 @@ def coupling_agreement(
     pairs : np.ndarray
         K x K matrix of pairwise agreements (diagonal NaN).
     """
-    if len(plans) != len(labels):
-        raise ValueError(f"{len(plans)} plans but {len(labels)} label arrays")
-    n_points = {plan.shape[0] for plan in plans}
-    if len(n_points) > 1:
-        raise ValueError(f"plans have different numbers of rows: {sorted(n_points)}")
-    for k, (plan, y) in enumerate(zip(plans, labels, strict=True)):
-        if plan.shape[1] != len(y):
-            raise ValueError(
-                f"plan {k} couples {plan.shape[1]} samples, got {len(y)} labels"
-            )
+    n_points = _check_plans(plans, labels)
     classes = np.unique(np.concatenate([np.asarray(y) for y in labels]))
     # mass each barycenter point carries, per class, for each agent: N x C
     masses = [
@@ -115,3 +106,18 @@ def coupling_agreement(
             pairs[i, j] = pairs[j, i] = n * float((masses[i] * masses[j]).sum())
     mean = float(np.nanmean(pairs)) if k > 1 else float("nan")
     return mean, pairs
+
+
+def _check_plans(plans: list[np.ndarray], labels: list[np.ndarray]) -> set[int]:
+    """The plans' row counts (one value, or none), after checking the shapes."""
+    if len(plans) != len(labels):
+        raise ValueError(f"{len(plans)} plans but {len(labels)} label arrays")
+    n_points = {plan.shape[0] for plan in plans}
+    if len(n_points) > 1:
+        raise ValueError(f"plans have different numbers of rows: {sorted(n_points)}")
+    for k, (plan, y) in enumerate(zip(plans, labels, strict=True)):
+        if plan.shape[1] != len(y):
+            raise ValueError(
+                f"plan {k} couples {plan.shape[1]} samples, got {len(y)} labels"
+            )
+    return n_points

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .protocol import KEY_MODALITY, KEY_N_TEST, KEY_N_TRAIN
+
 METRIC_KEYS = ("acc", "nmi", "ari", "accuracy")
 
 
@@ -39,26 +41,7 @@ def build_result(
         ``accuracy`` is ``None`` for clustering.
     """
     classify = config.get("task") == "classification"
-    latest: dict[int, tuple[int, dict[str, float]]] = {}
-    for rnd in sorted(agent_metrics):
-        for agent_id, metrics in agent_metrics[rnd].items():
-            latest[agent_id] = (rnd, metrics)
-    agents = []
-    for agent_id in sorted(latest):
-        rnd, m = latest[agent_id]
-        agents.append(
-            {
-                "id": agent_id,
-                "modality": int(m.get("modality", -1)),
-                "n_train": int(m.get("n-train", 0)),
-                "n_test": int(m.get("n-test", 0)),
-                "acc": m.get("acc"),
-                "nmi": m.get("nmi"),
-                "ari": m.get("ari"),
-                "accuracy": m.get("accuracy") if classify else None,
-                "round": rnd,
-            }
-        )
+    agents = _agent_rows(agent_metrics, classify)
     history = [
         {"round": rnd, **_mean(list(agent_metrics[rnd].values()), classify)}
         for rnd in sorted(agent_metrics)
@@ -79,6 +62,36 @@ def build_result(
     }
     result.update(extra or {})
     return result
+
+
+def _agent_rows(
+    agent_metrics: dict[int, dict[int, dict[str, float]]], classify: bool
+) -> list[dict[str, Any]]:
+    """One row per agent, by id, with its metrics of the latest round it answered."""
+    latest: dict[int, tuple[int, dict[str, float]]] = {}
+    for rnd in sorted(agent_metrics):
+        for agent_id, metrics in agent_metrics[rnd].items():
+            latest[agent_id] = (rnd, metrics)
+    return [
+        _agent_row(agent_id, *latest[agent_id], classify) for agent_id in sorted(latest)
+    ]
+
+
+def _agent_row(
+    agent_id: int, rnd: int, m: dict[str, float], classify: bool
+) -> dict[str, Any]:
+    """An agent's row of the result from its evaluate reply ``m`` of round ``rnd``."""
+    return {
+        "id": agent_id,
+        "modality": int(m.get(KEY_MODALITY, -1)),
+        "n_train": int(m.get(KEY_N_TRAIN, 0)),
+        "n_test": int(m.get(KEY_N_TEST, 0)),
+        "acc": m.get("acc"),
+        "nmi": m.get("nmi"),
+        "ari": m.get("ari"),
+        "accuracy": m.get("accuracy") if classify else None,
+        "round": rnd,
+    }
 
 
 def _mean(rows: list[dict[str, Any]], classify: bool) -> dict[str, float | None]:

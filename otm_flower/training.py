@@ -1,6 +1,9 @@
 """Local WAE training for one agent: reconstruction, mix, alignment, prior, task.
 
 Pure PyTorch; the Flower client wraps it. Only codes leave this module's owner.
+The label block on uploaded codes (:mod:`otm_flower.label_block`) and the
+hybrids' parameter exchange (:mod:`otm_flower.model_sharing`) are re-exported
+here, as is :class:`~otm_flower.protocol.MixTargets`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,21 @@ import torch
 import torch.nn.functional as F
 
 from .cluster_loss import cluster_gw_loss
+from .label_block import append_label_block, drop_label_block
+from .model_sharing import load_shared_parameters, shared_parameters
 from .models import WAE, mmd_imq
-from .protocol import ProtocolError
+from .protocol import MixTargets
+
+__all__ = [
+    "LocalTrainer",
+    "LossWeights",
+    "MixTargets",
+    "append_label_block",
+    "drop_label_block",
+    "load_shared_parameters",
+    "otm_loss_terms",
+    "shared_parameters",
+]
 
 
 def otm_loss_terms(
@@ -58,26 +74,6 @@ class LossWeights:
     mmd: float = 1.0
     task: float = 1.0
     cluster: float = 0.0
-
-
-@dataclass
-class MixTargets:
-    """What the server sent back for the agent's last uploaded batch.
-
-    Attributes
-    ----------
-    rows : np.ndarray
-        Indices of the uploaded batch in the agent's own training data. Local only:
-        never sent anywhere.
-    mixed : np.ndarray
-        Pulled-back mixed codes, one per row (n x d).
-    barycenter : np.ndarray, optional
-        Pulled-back barycenter, one per row (n x d), target of the alignment term.
-    """
-
-    rows: np.ndarray
-    mixed: np.ndarray
-    barycenter: np.ndarray | None = None
 
 
 class LocalTrainer:
@@ -164,13 +160,7 @@ class LocalTrainer:
         The server's codes are constants: no gradient leaves the agent.
         """
         self.model.train()
-        w = self.weights
-        mixed = barycenter = rows = None
-        if targets is not None:
-            rows = torch.as_tensor(targets.rows, dtype=torch.long)
-            mixed = torch.as_tensor(targets.mixed, dtype=torch.float32)
-            if targets.barycenter is not None:
-                barycenter = torch.as_tensor(targets.barycenter, dtype=torch.float32)
+        rows, mixed, barycenter = _target_tensors(targets)
         sums: dict[str, float] = {}
         steps = 0
         for _ in range(epochs):
@@ -180,22 +170,28 @@ class LocalTrainer:
                 if len(idx) < 2:
                     continue
                 terms = self._step_terms(idx, rows, mixed, barycenter)
-                loss = (
-                    w.rec * terms["rec"]
-                    + w.mmd * terms.get("mmd", 0.0)
-                    + w.task * terms.get("task", 0.0)
-                    + w.mix * terms.get("mix", 0.0)
-                    + w.reg * terms.get("reg", 0.0)
-                    + w.cluster * terms.get("cluster", 0.0)
-                )
-                self.optimizer.zero_grad()
-                loss.backward()
-                self.optimizer.step()
+                loss = self._step(terms)
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
                 steps += 1
         return {name: total / max(steps, 1) for name, total in sums.items()}
+
+    def _step(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimiser step on the weighted sum of ``terms``; returns that sum."""
+        w = self.weights
+        loss = (
+            w.rec * terms["rec"]
+            + w.mmd * terms.get("mmd", 0.0)
+            + w.task * terms.get("task", 0.0)
+            + w.mix * terms.get("mix", 0.0)
+            + w.reg * terms.get("reg", 0.0)
+            + w.cluster * terms.get("cluster", 0.0)
+        )
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss
 
     def _step_terms(
         self,
@@ -215,24 +211,32 @@ class LocalTrainer:
         if self.model.head is not None and self.y is not None:
             terms["task"] = F.cross_entropy(self.model.head(z), self.y[idx])
         if rows is not None and mixed is not None:
-            pick = torch.randint(
-                len(rows),
-                (min(len(idx), len(rows)),),
-                generator=self.exchange_generator,
-            )
-            # with weight-reg 0 the alignment term is skipped: its extra encoder
-            # pass would move BatchNorm's running statistics for nothing
-            target = barycenter if self.weights.reg > 0 else None
-            terms.update(
-                otm_loss_terms(
-                    self.model.encode,
-                    self.model.decode,
-                    self.x[rows[pick]],
-                    mixed[pick],
-                    None if target is None else target[pick],
-                )
-            )
+            terms.update(self._exchange_terms(len(idx), rows, mixed, barycenter))
         return terms
+
+    def _exchange_terms(
+        self,
+        batch: int,
+        rows: torch.Tensor,
+        mixed: torch.Tensor,
+        barycenter: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """Mix (and alignment) terms on up to ``batch`` rows drawn from the targets."""
+        pick = torch.randint(
+            len(rows),
+            (min(batch, len(rows)),),
+            generator=self.exchange_generator,
+        )
+        # with weight-reg 0 the alignment term is skipped: its extra encoder
+        # pass would move BatchNorm's running statistics for nothing
+        target = barycenter if self.weights.reg > 0 else None
+        return otm_loss_terms(
+            self.model.encode,
+            self.model.decode,
+            self.x[rows[pick]],
+            mixed[pick],
+            None if target is None else target[pick],
+        )
 
     @torch.no_grad()
     def encode(self, x: np.ndarray | None = None) -> np.ndarray:
@@ -271,114 +275,15 @@ class LocalTrainer:
             self.exchange_generator.set_state(state["exchange_generator"])
 
 
-def append_label_block(
-    codes: np.ndarray, labels: np.ndarray, num_classes: int, weight: float
-) -> np.ndarray:
-    """Codes with ``weight * onehot(label)`` appended (``label-cost-weight``).
-
-    The barycenter's feature cost then adds ``2 weight^2`` to every cross-class
-    pair of codes, so the couplings prefer same-class matches. The block is in the
-    clear: whoever receives the codes reads each code's class.
-
-    Parameters
-    ----------
-    codes : np.ndarray
-        Latent codes, ``n x d``.
-    labels : np.ndarray
-        The encoded rows' labels, ``n`` ints in ``[0, num_classes)``.
-    num_classes : int
-        Width of the one-hot block.
-    weight : float
-        Scale of the block (> 0).
-
-    Returns
-    -------
-    np.ndarray
-        ``n x (d + num_classes)`` float32.
-
-    Raises
-    ------
-    ValueError
-        On shapes that differ or labels out of range.
-    """
-    codes = np.asarray(codes, dtype=np.float32)
-    labels = np.asarray(labels)
-    if codes.ndim != 2 or labels.shape != (len(codes),):
-        raise ValueError(
-            f"need codes (n x d) and one label per code, got {codes.shape}, "
-            f"{labels.shape}"
-        )
-    if num_classes < 1 or (labels < 0).any() or (labels >= num_classes).any():
-        raise ValueError(f"labels must lie in [0, {num_classes})")
-    block = np.zeros((len(codes), num_classes), dtype=np.float32)
-    block[np.arange(len(codes)), labels.astype(np.int64)] = weight
-    return np.concatenate([codes, block], axis=1)
-
-
-def drop_label_block(
-    targets: MixTargets, latent_dim: int, num_classes: int
-) -> MixTargets:
-    """The server's targets for label-extended uploads, cut to the latent columns.
-
-    Raises
-    ------
-    ProtocolError
-        When the mixed (or barycenter) codes do not have ``latent_dim +
-        num_classes`` columns.
-    """
-    width = latent_dim + num_classes
-    for name, codes in (("mixed", targets.mixed), ("barycenter", targets.barycenter)):
-        if codes is not None and (codes.ndim != 2 or codes.shape[1] != width):
-            raise ProtocolError(
-                f"{name} codes of shape {codes.shape}: with label-cost-weight > 0 "
-                f"they must have latent-dim + classes = {latent_dim} + "
-                f"{num_classes} = {width} columns"
-            )
-    return MixTargets(
-        targets.rows,
-        targets.mixed[:, :latent_dim],
-        None if targets.barycenter is None else targets.barycenter[:, :latent_dim],
-    )
-
-
-def shared_parameters(model: WAE, scope: str) -> dict[str, np.ndarray]:
-    """The parameters an OTM hybrid exchanges, as numpy arrays.
-
-    Parameters
-    ----------
-    model : WAE
-        The agent's model.
-    scope : {"all", "head"}
-        ``"all"``: :meth:`WAE.shared_state` (``otm-fedavg``); ``"head"``:
-        :meth:`WAE.head_state` (``otm-head``).
-    """
-    state = _select(model, scope)()
-    return {key: value.cpu().numpy() for key, value in state.items()}
-
-
-def load_shared_parameters(
-    model: WAE, scope: str, arrays: dict[str, np.ndarray]
-) -> None:
-    """Load averaged parameters of ``scope`` into ``model`` (see
-    :func:`shared_parameters`).
-
-    Raises
-    ------
-    ValueError
-        When keys or shapes differ from the model's, or the scope is unknown.
-    """
-    state = {key: torch.as_tensor(np.asarray(v)) for key, v in arrays.items()}
-    if scope == "all":
-        model.load_shared_state(state)
-    elif scope == "head":
-        model.load_head_state(state)
-    else:
-        raise ValueError(f"scope must be 'all' or 'head', got {scope!r}")
-
-
-def _select(model: WAE, scope: str) -> Callable[[], dict[str, torch.Tensor]]:
-    if scope == "all":
-        return model.shared_state
-    if scope == "head":
-        return model.head_state
-    raise ValueError(f"scope must be 'all' or 'head', got {scope!r}")
+def _target_tensors(
+    targets: MixTargets | None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The rows, mixed codes and barycenter of ``targets`` as tensors (or ``None``)."""
+    if targets is None:
+        return None, None, None
+    rows = torch.as_tensor(targets.rows, dtype=torch.long)
+    mixed = torch.as_tensor(targets.mixed, dtype=torch.float32)
+    barycenter = None
+    if targets.barycenter is not None:
+        barycenter = torch.as_tensor(targets.barycenter, dtype=torch.float32)
+    return rows, mixed, barycenter
