@@ -14,7 +14,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from otm_flower.config import RunConfig
 from otm_flower.results import build_result
 from simulations.counting_grid import CountingGrid
-from simulations.server_app import expected_agents, finish_run, wait_for_agents
+from simulations.run_support import expected_agents, finish_run, wait_for_agents
 
 
 class EvaluateRecorder:

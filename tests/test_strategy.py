@@ -16,6 +16,7 @@ from flwr.app import (
 from flwr.serverapp import Grid
 
 from otm_flower import protocol as P
+from otm_flower.code_mixer import CodeMixer
 from strategies.otm import OTMStrategy
 
 from .conftest import incoming
@@ -76,14 +77,16 @@ def clouds(sizes: list[int], seed: int = 0) -> list[np.ndarray]:
 
 
 def test_mixing_round_sends_each_agent_only_its_own_pulled_back_codes() -> None:
-    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=2)
+    strategy = OTMStrategy(
+        mixer=CodeMixer(iterations=2), mix_batch_size=32, latent_dim=D
+    )
     sizes = [20, 25, 30]
     uploads = clouds(sizes)
     replies = [train_reply(10 + k, codes) for k, codes in enumerate(uploads)]
     _, metrics = strategy.aggregate_train(1, replies)
     assert metrics is not None and metrics["train-rec"] == pytest.approx(0.5)
-    assert strategy.rejected == []
-    assert strategy.bytes_up == sum(c.nbytes for c in uploads)
+    assert strategy.state.rejected == []
+    assert strategy.state.bytes_up == sum(c.nbytes for c in uploads)
 
     messages = list(
         strategy.configure_train(
@@ -105,7 +108,7 @@ def test_mixing_round_sends_each_agent_only_its_own_pulled_back_codes() -> None:
                 assert mixed.shape != other.shape or not np.allclose(mixed, other)
         config = msg.content.config_records[P.CONFIG_RECORD]
         assert config[P.KEY_ROUND] == 2 and config[P.KEY_VERSION] == P.PROTOCOL_VERSION
-    assert strategy.bytes_down == sum(2 * n * D * 4 for n in sizes)
+    assert strategy.state.bytes_down == sum(2 * n * D * 4 for n in sizes)
     # targets are delivered once: the following round sends none
     again = list(
         strategy.configure_train(
@@ -128,7 +131,9 @@ def test_mixing_round_sends_each_agent_only_its_own_pulled_back_codes() -> None:
     ],
 )
 def test_malformed_reply_is_dropped_and_others_still_mix(bad_codes, reason) -> None:
-    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=1)
+    strategy = OTMStrategy(
+        mixer=CodeMixer(iterations=1), mix_batch_size=32, latent_dim=D
+    )
     good = clouds([12, 14])
     replies = [
         train_reply(1, good[0]),
@@ -136,14 +141,16 @@ def test_malformed_reply_is_dropped_and_others_still_mix(bad_codes, reason) -> N
         train_reply(3, good[1]),
     ]
     strategy.aggregate_train(1, replies)
-    assert len(strategy.rejected) == 1
-    rnd, node, message = strategy.rejected[0]
+    assert len(strategy.state.rejected) == 1
+    rnd, node, message = strategy.state.rejected[0]
     assert (rnd, node) == (1, 2) and reason in message
-    assert set(strategy._targets) == {1, 3}
+    assert set(strategy.state.targets) == {1, 3}
 
 
 def test_error_reply_is_logged_and_skipped() -> None:
-    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=1)
+    strategy = OTMStrategy(
+        mixer=CodeMixer(iterations=1), mix_batch_size=32, latent_dim=D
+    )
     good = clouds([12, 14])
     failed = incoming(RecordDict(), MessageType.TRAIN, src=2, dst=0)
     failed = type(failed)(
@@ -152,16 +159,16 @@ def test_error_reply_is_logged_and_skipped() -> None:
     strategy.aggregate_train(
         1, [train_reply(1, good[0]), failed, train_reply(3, good[1])]
     )
-    assert [r[1] for r in strategy.rejected] == [2]
-    assert "agent crashed" in strategy.rejected[0][2]
-    assert set(strategy._targets) == {1, 3}
+    assert [r[1] for r in strategy.state.rejected] == [2]
+    assert "agent crashed" in strategy.state.rejected[0][2]
+    assert set(strategy.state.targets) == {1, 3}
 
 
 def test_too_few_agents_skips_mixing() -> None:
     strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, min_agents=2)
     strategy.aggregate_train(1, [train_reply(1, clouds([10])[0])])
-    assert strategy._targets == {}
-    assert strategy.mix_seconds == []
+    assert strategy.state.targets == {}
+    assert strategy.state.mix_seconds == []
 
 
 def test_evaluate_keeps_per_agent_metrics_and_means_over_agents() -> None:
@@ -191,14 +198,14 @@ def test_evaluate_keeps_per_agent_metrics_and_means_over_agents() -> None:
     mean = strategy.aggregate_evaluate(4, replies)
     assert mean is not None
     assert mean["acc"] == pytest.approx(0.7) and mean["nmi"] == pytest.approx(0.5)
-    assert set(strategy.agent_metrics[4]) == {0, 1}
-    assert strategy.agent_metrics[4][1]["acc"] == pytest.approx(0.6)
+    assert set(strategy.state.agent_metrics[4]) == {0, 1}
+    assert strategy.state.agent_metrics[4][1]["acc"] == pytest.approx(0.6)
 
 
 def test_solver_failure_falls_back_to_wasserstein_then_skips(monkeypatch) -> None:
-    import strategies.otm as otm_module
+    import otm_flower.code_mixer as mixer_module
 
-    real = otm_module.mix_and_pull_back
+    real = mixer_module.mix_and_pull_back
     calls: list[str] = []
 
     def failing_fgw(codes, **kwargs):
@@ -207,30 +214,34 @@ def test_solver_failure_falls_back_to_wasserstein_then_skips(monkeypatch) -> Non
             raise FloatingPointError("injected solver failure")
         return real(codes, **kwargs)
 
-    monkeypatch.setattr(otm_module, "mix_and_pull_back", failing_fgw)
-    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=1)
+    monkeypatch.setattr(mixer_module, "mix_and_pull_back", failing_fgw)
+    strategy = OTMStrategy(
+        mixer=CodeMixer(iterations=1), mix_batch_size=32, latent_dim=D
+    )
     strategy.aggregate_train(
         1, [train_reply(n, c) for n, c in zip([1, 2], clouds([9, 11]), strict=True)]
     )
-    assert calls == ["fgw", "w"] and set(strategy._targets) == {1, 2}
+    assert calls == ["fgw", "w"] and set(strategy.state.targets) == {1, 2}
 
     def always_failing(codes, **kwargs):
         raise FloatingPointError("injected solver failure")
 
-    monkeypatch.setattr(otm_module, "mix_and_pull_back", always_failing)
+    monkeypatch.setattr(mixer_module, "mix_and_pull_back", always_failing)
     strategy = OTMStrategy(mix_batch_size=32, latent_dim=D)
     strategy.aggregate_train(
         1, [train_reply(n, c) for n, c in zip([1, 2], clouds([9, 11]), strict=True)]
     )
-    assert strategy._targets == {} and strategy.mix_seconds == []
+    assert strategy.state.targets == {} and strategy.state.mix_seconds == []
 
 
 def test_identical_codes_do_not_produce_nan() -> None:
-    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=2)
+    strategy = OTMStrategy(
+        mixer=CodeMixer(iterations=2), mix_batch_size=32, latent_dim=D
+    )
     same = np.ones((10, D), dtype=np.float32)
     strategy.aggregate_train(1, [train_reply(1, same), train_reply(2, same.copy())])
-    assert set(strategy._targets) == {1, 2}
-    for mixed, barycenter in strategy._targets.values():
+    assert set(strategy.state.targets) == {1, 2}
+    for mixed, barycenter in strategy.state.targets.values():
         assert np.allclose(mixed, 1.0) and np.allclose(barycenter, 1.0)
 
 
@@ -243,22 +254,24 @@ def test_identical_codes_do_not_produce_nan() -> None:
     ],
 )
 def test_scaled_constant_or_shifted_agent_is_screened_out(hostile, reason) -> None:
-    strategy = OTMStrategy(mix_batch_size=32, latent_dim=D, barycenter_iterations=1)
+    strategy = OTMStrategy(
+        mixer=CodeMixer(iterations=1), mix_batch_size=32, latent_dim=D
+    )
     uploads = clouds([20, 20, 20, 20], seed=3)
     uploads[2] = hostile(uploads[2]).astype(np.float32)
     strategy.aggregate_train(1, [train_reply(n, c) for n, c in enumerate(uploads)])
-    assert [(r[1], reason in r[2]) for r in strategy.rejected] == [(2, True)]
-    assert set(strategy._targets) == {0, 1, 3}
-    for mixed, _ in strategy._targets.values():
+    assert [(r[1], reason in r[2]) for r in strategy.state.rejected] == [(2, True)]
+    assert set(strategy.state.targets) == {0, 1, 3}
+    for mixed, _ in strategy.state.targets.values():
         assert np.abs(mixed).max() < 10.0  # the others' targets stay on their scale
 
 
 def test_fast_solver_is_selectable() -> None:
     strategy = OTMStrategy(
-        mix_batch_size=32, latent_dim=D, solver="fast", barycenter_iterations=2
+        mixer=CodeMixer(solver="fast", iterations=2), mix_batch_size=32, latent_dim=D
     )
     uploads = clouds([20, 24, 28])
     strategy.aggregate_train(1, [train_reply(n, c) for n, c in enumerate(uploads)])
-    assert set(strategy._targets) == {0, 1, 2}
-    for node, (mixed, _) in strategy._targets.items():
+    assert set(strategy.state.targets) == {0, 1, 2}
+    for node, (mixed, _) in strategy.state.targets.items():
         assert mixed.shape == uploads[node].shape and np.isfinite(mixed).all()

@@ -2,8 +2,8 @@
 
 A ClientApp with a custom torch model (a tied-weight linear autoencoder) answers
 OTM's messages through :mod:`clients.otm_messages`; a ServerApp runs
-:class:`strategies.OTMStrategy` like any Flower strategy. Each agent holds one view
-of UCI Handwritten. Run it with ``python examples/custom_model/app.py``.
+:class:`strategies.OTMStrategy` (with a :class:`otm_flower.code_mixer.CodeMixer`)
+like any Flower strategy. Each agent holds one view of UCI Handwritten. Run it with ``python examples/custom_model/app.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from flwr.serverapp import Grid, ServerApp
 from torch import nn
 
 from clients.otm_messages import answer_train, evaluate_reply, round_config
+from otm_flower.code_mixer import CodeMixer
 from otm_flower.data import AgentData, MultiViewDataset, load_dataset, make_agents
 from otm_flower.metrics import clustering_scores
 from otm_flower.training import MixTargets, otm_loss_terms
@@ -125,11 +126,14 @@ server_app = ServerApp()
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
     strategy = OTMStrategy(
-        min_available_nodes=2, mix_batch_size=128, latent_dim=LATENT_DIM, alpha=0.5
+        mixer=CodeMixer(alpha=0.5),
+        min_available_nodes=2,
+        mix_batch_size=128,
+        latent_dim=LATENT_DIM,
     )
     strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=3)
-    RESULTS["agent_metrics"] = strategy.agent_metrics
-    RESULTS["rejected"] = strategy.rejected
+    RESULTS["agent_metrics"] = strategy.state.agent_metrics
+    RESULTS["rejected"] = strategy.state.rejected
 
 
 if __name__ == "__main__":
