@@ -8,7 +8,7 @@ their jobs:
 - :mod:`otm_flower.loaders`: :func:`load_dataset` (the embedded UCI Handwritten
   default, shared ``.mat`` files by short name, any ``.mat`` or ``.npz`` by
   path), :func:`load_mat`, :func:`load_npz`, :func:`save_npz`;
-- :mod:`otm_flower.preprocess`: :func:`preprocess_view`, the per-view transform
+- :mod:`otm_flower.view_transforms`: :func:`preprocess_view`, the per-view transform
   fitted on an agent's training rows;
 - :mod:`otm_flower.partition`: :func:`make_agents`, which turns a dataset into
   one or more agents per modality (view), each holding its own train/test rows,
@@ -29,7 +29,7 @@ from .loaders import (
 )
 from .multiview import DataError, MultiViewDataset, View
 from .partition import AgentData, make_agents
-from .preprocess import PREPROCESS_METHODS, preprocess_view
+from .view_transforms import PREPROCESS_METHODS, preprocess_view
 
 __all__ = [
     "DATA_DIR_ENV",

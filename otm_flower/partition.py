@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from .multiview import DataError, MultiViewDataset
-from .preprocess import check_method, preprocess_view
+from .view_transforms import check_method, preprocess_view
 
 __all__ = ["AgentData", "make_agents"]
 

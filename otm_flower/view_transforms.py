@@ -1,4 +1,9 @@
-"""Per-view feature preprocessing, fitted on an agent's own training rows."""
+"""Per-view feature transforms of the simulated agents, fitted on their train rows.
+
+:func:`preprocess_view` is what :func:`~otm_flower.partition.make_agents` applies
+to each agent's view (z-score, tf-idf or none).  A deployed party's saveable
+transform is :class:`~otm_flower.preprocessing.Preprocessor`.
+"""
 
 from __future__ import annotations
 
