@@ -17,7 +17,9 @@ prints mean ± std over seeds of ACC (all agents), ACC and NMI (the agents other
 than the corrupted one) and the couplings' class agreement.
 
 Both take further run-config keys with ``--set KEY=VALUE`` (on top of the
-run-config defaults).
+run-config defaults). With ``--hyperparameters configs/hyperparameters.toml``
+the fault runs take the benchmark's configuration instead, as the runs of
+docs/robustness.md did.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from otm_flower.agent import load_agents
-from otm_flower.config import parse_run_config
+from otm_flower.config import RunConfig, parse_run_config
 from research.corruption import CorruptAgent, CorruptAgentMod
 from research.dropout import DropoutMod
 from simulations.cli import simulate
@@ -114,6 +116,28 @@ def fault_cases(args: argparse.Namespace, seed: int) -> list[tuple[str, list[Any
     ]
 
 
+def fault_config(
+    args: argparse.Namespace, extra: dict[str, str], seed: int, out: str
+) -> RunConfig:
+    """The run config of one fault run (label diagnostics on).
+
+    The run-config defaults with ``extra`` on top or, with ``--hyperparameters``,
+    the benchmark's config of the cell (data set, ``otm``, ``unaligned``, seed):
+    what ``otm-flower bench --methods otm --regimes unaligned --set ...`` runs.
+    """
+    keys = {"diagnostics-dir": "auto", **extra, "seed": seed}
+    keys.update({"num-server-rounds": args.rounds, "out": out})
+    if args.hyperparameters is None:
+        return parse_run_config(keys)
+    from simulations.bench import load_hyperparameters, run_config_for
+    from simulations.benchmark.grid import BenchRun
+
+    cell = BenchRun(str(extra.get("dataset", "handwritten")), "otm", "unaligned", seed)
+    tables = load_hyperparameters(args.hyperparameters)
+    config = run_config_for(cell, args.rounds, tables, extra)
+    return parse_run_config({**config.to_dict(), "out": out})
+
+
 def check_corrupt_agent(args: argparse.Namespace, extra: dict[str, str]) -> None:
     """Fail before any run when ``--corrupt-agent`` names no agent of the data.
 
@@ -122,7 +146,7 @@ def check_corrupt_agent(args: argparse.Namespace, extra: dict[str, str]) -> None
     ValueError
         With the number of agents there are.
     """
-    config = parse_run_config({**extra, "seed": args.seeds[0]})
+    config = fault_config(args, extra, args.seeds[0], "")
     agents, _ = load_agents(config)
     CorruptAgent(args.corrupt_agent, args.corrupt_noise)(agents, config.seed)
 
@@ -146,15 +170,8 @@ def faults(args: argparse.Namespace, extra: dict[str, str], folder: Path) -> lis
     check_corrupt_agent(args, extra)
     for seed in args.seeds:
         for case, (name, mods) in enumerate(fault_cases(args, seed)):
-            config = parse_run_config(
-                {
-                    "diagnostics-dir": "auto",
-                    **extra,
-                    "seed": seed,
-                    "num-server-rounds": args.rounds,
-                    "out": str(folder / f"fault{case}-{seed}.json"),
-                }
-            )
+            out = str(folder / f"fault{case}-{seed}.json")
+            config = fault_config(args, extra, seed, out)
             result = simulate(config, runtime=args.runtime, mods=mods)
             scores.setdefault(name, []).append(fault_scores(result, args.corrupt_agent))
             print(f"seed {seed}, {name}: {scores[name][-1]}", flush=True)
@@ -186,6 +203,12 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str, st
     parser.add_argument("--corrupt-agent", type=int, default=2)
     parser.add_argument("--corrupt-noise", type=float, default=3.0)
     parser.add_argument("--dropout-rate", type=float, default=0.2)
+    parser.add_argument(
+        "--hyperparameters",
+        type=Path,
+        help="faults: configure runs as the benchmark does from this file "
+        "(configs/hyperparameters.toml)",
+    )
     parser.add_argument("--runtime", choices=("ray", "inprocess"), default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)

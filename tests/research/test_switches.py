@@ -3,6 +3,7 @@ wrapper, and the robustness script that uses them."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from otm_flower.agent import load_agents, transformed_agents
 from otm_flower.config import ConfigError, RunConfig, parse_run_config
 from research.corruption import CorruptAgent, CorruptAgentMod
 from research.dropout import DropoutMod, SimulatedDropout, check_dropout
-from research.robustness import fault_scores, main, others_mean
+from research.robustness import fault_config, fault_scores, main, others_mean
 from simulations.cli import simulate_inprocess
 from tests.synthetic import clustered_views_npz
 
@@ -156,3 +157,23 @@ def test_faults_experiment_prints_a_table(data_path: Path, capsys) -> None:
         "| 30% dropout per round",
     ]
     assert main([*argv, "--corrupt-agent", "9"]) == 2
+
+
+def test_fault_runs_can_take_the_benchmark_configuration() -> None:
+    from simulations.bench import (
+        DEFAULT_HYPERPARAMETERS,
+        load_hyperparameters,
+        run_config_for,
+    )
+    from simulations.benchmark.grid import BenchRun
+
+    args = argparse.Namespace(rounds=5, hyperparameters=DEFAULT_HYPERPARAMETERS)
+    config = fault_config(args, {"local-epochs": "2"}, 1, "r.json")
+    cell = BenchRun("handwritten", "otm", "unaligned", 1)
+    tables = load_hyperparameters(DEFAULT_HYPERPARAMETERS)
+    expected = run_config_for(cell, 5, tables, {"local-epochs": "2"})
+    assert config == parse_run_config({**expected.to_dict(), "out": "r.json"})
+    args.hyperparameters = None
+    plain = fault_config(args, {"local-epochs": "2"}, 1, "r.json")
+    assert (plain.diagnostics_dir, plain.local_epochs, plain.seed) == ("auto", 2, 1)
+    assert plain.num_server_rounds == 5
