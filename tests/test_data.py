@@ -487,3 +487,17 @@ def test_make_agents_max_parts_ok() -> None:
     assert record[0].filename == __file__  # points at the caller
     assert len(agents) == 40
     assert all(a.n_train >= 2 and a.n_test >= 1 for a in agents)
+
+
+def test_data_reexports_the_layer_modules() -> None:
+    import otm_flower.data as data
+    from otm_flower import loaders, multiview, partition, view_transforms
+
+    for module in (loaders, multiview, partition, view_transforms):
+        for name in module.__all__:
+            if name in data.__all__:
+                assert getattr(data, name) is getattr(module, name), name
+    exported = set(loaders.__all__) | set(partition.__all__)
+    assert exported | {"DataError", "MultiViewDataset", "preprocess_view"} <= set(
+        data.__all__
+    )

@@ -154,3 +154,12 @@ def test_run_folder_and_history_plot(tmp_path) -> None:
     assert [h["acc"] for h in result["history"]] == pytest.approx([0.6, 0.7])
     png = plot_history(result, folder / "history.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_reexports_one_definition_of_each_name() -> None:
+    from otm_flower import label_block, model_sharing, protocol, training
+
+    assert training.MixTargets is protocol.MixTargets
+    for module in (label_block, model_sharing):
+        for name in module.__all__:
+            assert getattr(training, name) is getattr(module, name), name
