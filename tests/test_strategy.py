@@ -275,3 +275,18 @@ def test_fast_solver_is_selectable() -> None:
     assert set(strategy.state.targets) == {0, 1, 2}
     for node, (mixed, _) in strategy.state.targets.items():
         assert mixed.shape == uploads[node].shape and np.isfinite(mixed).all()
+
+
+def test_from_run_config_and_the_mixer_shorthand() -> None:
+    from otm_flower.config import RunConfig
+
+    config = RunConfig(min_agents=4, seed=2, mix_batch_size=64, mix_frame="own")
+    strategy = OTMStrategy.from_run_config(config, num_agents=3)
+    assert strategy.min_available_nodes == strategy.min_agents == 3
+    assert strategy.mixer == CodeMixer.from_run_config(config)
+    assert strategy.seed == 2 and strategy.mix_batch_size == 64
+    assert strategy.checkpoint_dir is None and strategy.state.latent_dim == 10
+    shorthand = OTMStrategy(seed=2, alpha=0.25, barycenter_iterations=3)
+    assert shorthand.mixer == CodeMixer(alpha=0.25, iterations=3, seed=2)
+    with pytest.raises(TypeError, match="set them on the CodeMixer"):
+        OTMStrategy(mixer=CodeMixer(), alpha=0.25)
