@@ -104,7 +104,7 @@ def _config(path: Path, **kw: Any) -> Any:
     values = {
         "dataset": str(path), "num-server-rounds": 2, "local-epochs": 1,
         "hidden-dim": 16, "latent-dim": 4, "mix-batch-size": 100,
-        "output-dir": "",
+        "output-dir": "", "diagnostics-dir": "auto",
     }  # fmt: skip
     values.update(kw)
     return parse_run_config(values)
