@@ -1,5 +1,6 @@
 """Flower server strategies of otm-flower."""
 
 from .otm import OTMStrategy
+from .state import ServerState
 
-__all__ = ["OTMStrategy"]
+__all__ = ["OTMStrategy", "ServerState"]

@@ -38,8 +38,8 @@ from .state import ServerState
 from .utils import (
     SCORE_KEYS,
     arrays_record,
-    format_scores,
     log_mix,
+    log_scores,
     mean_metrics,
     round_config,
     sample_seeded,
@@ -390,16 +390,8 @@ class OTMStrategy(Strategy):
             self.state.write_checkpoint(self.checkpoint_dir, server_round, self.share)
         if not per_agent:
             return None
-        for agent_id in sorted(per_agent):
-            log(INFO, "  agent %d: %s", agent_id, format_scores(per_agent[agent_id]))
         mean = mean_metrics(list(per_agent.values()), keys=SCORE_KEYS)
-        log(
-            INFO,
-            "round %d mean over %d agents: %s",
-            server_round,
-            len(per_agent),
-            format_scores(dict(mean)),
-        )
+        log_scores(server_round, per_agent, mean)
         return mean
 
     # ------------------------------------------------------------------ resume

@@ -67,6 +67,21 @@ def format_scores(metrics: Mapping[str, Any]) -> str:
     )
 
 
+def log_scores(
+    server_round: int, per_agent: Mapping[int, Mapping[str, Any]], mean: MetricRecord
+) -> None:
+    """Log each agent's scores, then their mean over agents."""
+    for agent_id in sorted(per_agent):
+        log(INFO, "  agent %d: %s", agent_id, format_scores(per_agent[agent_id]))
+    log(
+        INFO,
+        "round %d mean over %d agents: %s",
+        server_round,
+        len(per_agent),
+        format_scores(dict(mean)),
+    )
+
+
 def mean_metrics(
     records: Iterable[Mapping[str, Any]], keys: Iterable[str] | None = None
 ) -> MetricRecord:
