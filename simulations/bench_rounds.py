@@ -1,8 +1,8 @@
 """Round benchmark: OTM against FedAvg per round, and server time against agents.
 
-Two measurements, both through :func:`simulations.runner.simulate_inprocess` (the real
-ServerApp and ClientApp code on an in-process grid, agents one after another in
-this process with one thread each):
+Two measurements, both through :func:`simulations.runner.simulate_inprocess` (the
+real ServerApp and ClientApp code on an in-process grid, agents one after another
+in this process with one thread each):
 
 ``rounds``
     OTM and FedAvg with the same run config (data set, rounds, local epochs,
@@ -14,8 +14,8 @@ this process with one thread each):
     OTM with ``agents-per-modality`` 1, 2, 5, 10 (Handwritten: 6, 12, 30, 60
     agents): server seconds per round (mean of the strategy's mixing seconds, and
     wall minus agents' time) against the number of agents, compared with linear
-    growth from the smallest run; optionally the mixer alone
-    (:func:`otm_flower.mixer.mix_and_pull_back`, the strategy's settings) on K
+    growth from the smallest run; optionally the server's mixer alone
+    (:class:`otm_flower.code_mixer.CodeMixer` built from the run config) on K
     Gaussian clouds of a fixed size, where codes per agent do not shrink as the
     agents multiply. Writes a PNG plot.
 
@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.app import Context, Message
@@ -41,6 +41,9 @@ from flwr.app import Context, Message
 from otm_flower.config import ConfigError
 from otm_flower.data import DataError
 from simulations.overrides import parse_set
+
+if TYPE_CHECKING:
+    from otm_flower.code_mixer import CodeMixer
 
 METHODS = ("otm", "fedavg")
 DEFAULT_APM = (1, 2, 5, 10)
@@ -315,24 +318,26 @@ def round_ratios(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
 def mixer_times(
     ks: Sequence[int],
     n: int,
+    mixer: CodeMixer,
     *,
     dim: int,
     seed: int,
     repeats: int = 1,
-    **strategy: Any,
 ) -> list[dict[str, Any]]:
     """Seconds of one server mixing step on K Gaussian clouds ``(n, dim)``, per K.
 
-    ``strategy`` holds the mixer settings OTMStrategy passes (``alpha``,
-    ``variant``, ``n_iter``, ``solver``, ``concentration``). The repeats go round
-    the K values in turn (so drifting machine load falls on all of them); each
-    row has the median wall and CPU seconds, one thread.
+    ``mixer`` is the server's (:meth:`CodeMixer.from_run_config`); repeat ``r``
+    mixes as round ``r``. The repeats go round the K values in turn (so drifting
+    machine load falls on all of them); each row has the median wall and CPU
+    seconds, one thread.
+
+    Raises
+    ------
+    RuntimeError
+        If every barycenter variant of the mixer fails.
     """
     from threadpoolctl import threadpool_limits
 
-    from otm_flower.mixer import mix_and_pull_back
-
-    concentration = strategy.pop("concentration", 0.5)
     clouds = _gaussian_clouds(ks, n, dim, seed)
     walls: dict[int, list[float]] = {k: [] for k in ks}
     cpus: dict[int, list[float]] = {k: [] for k in ks}
@@ -340,15 +345,11 @@ def mixer_times(
         for r in range(max(repeats, 1)):
             for k in ks:
                 start, cpu_start = time.perf_counter(), time.process_time()
-                mix_and_pull_back(
-                    clouds[k],
-                    rng=np.random.default_rng([seed, r]),
-                    concentration=concentration,
-                    seed=seed,
-                    **strategy,
-                )
+                mixed = mixer.mix(r, range(k), clouds[k])
                 walls[k].append(time.perf_counter() - start)
                 cpus[k].append(time.process_time() - cpu_start)
+                if mixed.result is None:
+                    raise RuntimeError(f"mixing {k} clouds failed: {mixed.failures}")
     return [_mixer_row(k, n, walls[k], cpus[k]) for k in ks]
 
 
@@ -456,21 +457,19 @@ def _mixer_scale(
     mixer_repeats: int,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    """The mixer alone for each agent count, with the run config's settings."""
+    """The server's mixer alone (built from the run config) for each agent count;
+    ``seed`` seeds the clouds."""
+    from otm_flower.code_mixer import CodeMixer
     from otm_flower.config import parse_run_config
 
     config = parse_run_config(settings)
     mixer_rows = mixer_times(
         agents,
         mixer_n,
+        CodeMixer.from_run_config(config),
         dim=config.latent_dim,
         seed=seed,
         repeats=mixer_repeats,
-        alpha=config.fgw_alpha,
-        variant=config.variant,
-        n_iter=config.barycenter_iterations,
-        solver=config.solver,
-        concentration=config.dirichlet_concentration,
     )
     for row in mixer_rows:
         progress(json.dumps({k: v for k, v in row.items() if k != "mix_s_all"}))
