@@ -1,5 +1,9 @@
 """Server-side OTM latent mixer: (F)GW barycenter of code clouds and mixing.
 
+The barycenter itself (:func:`fgw_barycenter`, :class:`BarycenterResult`,
+:func:`resolve_device`, the option types) lives in :mod:`otm_flower.barycenter`
+and is re-exported here; this module projects, mixes and pulls back.
+
 One mixing step (see ``docs`` / ``otm-method.md``): the server receives K
 unaligned clouds of latent codes ``Z_k`` (``n_k x d``), computes a barycenter
 support ``Z`` (``N x d``) with one transport plan ``T_k`` (``N x n_k``, uniform

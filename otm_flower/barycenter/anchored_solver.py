@@ -28,6 +28,7 @@ from .utils import barycentric_update, common_scale, free_structure_update
 from .validation import CG_MAX_ITER, EMD_MAX_ITER
 
 __all__ = [
+    "AnchoredSettings",
     "AnchoredSolver",
     "PlanSplit",
     "anchor_support",

@@ -30,6 +30,7 @@ class CloudBatch:
 
 
 def factors(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``a = |z|^2`` and the factors ``[a, 1, z]``, ``[1, a, -2z]`` of ``D(z, z)``."""
     a = (z**2).sum(1)
     ones = torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)
     fa = torch.cat([a[:, None], ones, z], dim=1)

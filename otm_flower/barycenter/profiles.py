@@ -38,12 +38,14 @@ def distances(
 
 
 def structure_matrix(z: np.ndarray, metric: StructureMetric) -> np.ndarray:
+    """Structure matrix ``D(z, z)`` of one cloud in ``metric``, zero diagonal."""
     c = distances(z, z, metric, z.mean(axis=0))
     np.fill_diagonal(c, 0.0)
     return c
 
 
 def mean_unit(c: np.ndarray) -> float:
+    """Mean of ``c`` as its divisor (1 when zero or not finite)."""
     s = float(c.mean())
     return s if np.isfinite(s) and s > 0 else 1.0
 
