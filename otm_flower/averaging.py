@@ -60,39 +60,53 @@ def validate_shared(
     if not arrays:
         raise ProtocolError("shared parameters are empty")
     if scope == "head":
-        outside = sorted(k for k in arrays if not k.startswith(HEAD_PREFIX))
-        if outside:
-            raise ProtocolError(
-                f"otm-head shares the task head only, got other arrays {outside[:5]}"
-            )
-    out: dict[str, np.ndarray] = {}
-    for key, value in arrays.items():
-        value = np.asarray(value)
-        if not np.issubdtype(value.dtype, np.floating):
-            raise ProtocolError(
-                f"shared parameter {key!r} must be floating point, got {value.dtype}"
-            )
-        if not np.isfinite(value).all():
-            bad = int((~np.isfinite(value)).sum())
-            raise ProtocolError(
-                f"shared parameter {key!r} contains {bad} NaN/Inf values"
-            )
-        out[key] = value
+        _check_head_only(arrays)
+    out = {key: _checked_array(key, value) for key, value in arrays.items()}
     if reference is not None:
-        missing = sorted(reference.keys() - out.keys())
-        unexpected = sorted(out.keys() - reference.keys())
-        if missing or unexpected:
-            raise ProtocolError(
-                f"shared parameters differ from the others': missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
-            )
-        for key, value in out.items():
-            if value.shape != np.shape(reference[key]):
-                raise ProtocolError(
-                    f"shared parameter {key!r} has shape {value.shape}, "
-                    f"expected {np.shape(reference[key])}"
-                )
+        _check_like(out, reference)
     return out
+
+
+def _check_head_only(arrays: Mapping[str, np.ndarray]) -> None:
+    """Only ``head.*`` keys, or a ProtocolError naming (up to 5) others."""
+    outside = sorted(k for k in arrays if not k.startswith(HEAD_PREFIX))
+    if outside:
+        raise ProtocolError(
+            f"otm-head shares the task head only, got other arrays {outside[:5]}"
+        )
+
+
+def _checked_array(key: str, value: np.ndarray) -> np.ndarray:
+    """``value`` as an array, when it is floating point and finite."""
+    value = np.asarray(value)
+    if not np.issubdtype(value.dtype, np.floating):
+        raise ProtocolError(
+            f"shared parameter {key!r} must be floating point, got {value.dtype}"
+        )
+    if not np.isfinite(value).all():
+        bad = int((~np.isfinite(value)).sum())
+        raise ProtocolError(f"shared parameter {key!r} contains {bad} NaN/Inf values")
+    return value
+
+
+def _check_like(
+    arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]
+) -> None:
+    """Same keys and shapes as ``reference``, or a ProtocolError naming the first
+    difference."""
+    missing = sorted(reference.keys() - arrays.keys())
+    unexpected = sorted(arrays.keys() - reference.keys())
+    if missing or unexpected:
+        raise ProtocolError(
+            f"shared parameters differ from the others': missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    for key, value in arrays.items():
+        if value.shape != np.shape(reference[key]):
+            raise ProtocolError(
+                f"shared parameter {key!r} has shape {value.shape}, "
+                f"expected {np.shape(reference[key])}"
+            )
 
 
 def weighted_average(
