@@ -116,6 +116,24 @@ def _centroid_structure(centroids: np.ndarray, kind: CentroidStructure) -> np.nd
     return d / mean if mean > 0 else d
 
 
+def _score_relabellings(
+    c1: np.ndarray, c2: np.ndarray, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every relabelling of ``K`` clusters and its objective against ``c1``/``c2``."""
+    k = len(c1)
+    perms = np.fromiter(
+        itertools.chain.from_iterable(itertools.permutations(range(k))),
+        dtype=np.int8,
+        count=math.factorial(k) * k,
+    ).reshape(-1, k)
+    objectives = np.empty(len(perms))
+    for start in range(0, len(perms), max(int(chunk), 1)):
+        p = perms[start : start + chunk]
+        moved = c2[p[:, :, None], p[:, None, :]]
+        objectives[start : start + len(p)] = ((c1[None] - moved) ** 2).sum(axis=(1, 2))
+    return perms, objectives
+
+
 def search_relabellings(
     z1: np.ndarray,
     z2: np.ndarray,
@@ -155,16 +173,7 @@ def search_relabellings(
     clouds = [_check_cloud(z, f"z{i + 1}", n_clusters) for i, z in enumerate((z1, z2))]
     fits = [KMeans(n_clusters, n_init=10, random_state=seed).fit(z) for z in clouds]
     c1, c2 = (_centroid_structure(f.cluster_centers_, structure) for f in fits)
-    perms = np.fromiter(
-        itertools.chain.from_iterable(itertools.permutations(range(n_clusters))),
-        dtype=np.int8,
-        count=math.factorial(n_clusters) * n_clusters,
-    ).reshape(-1, n_clusters)
-    objectives = np.empty(len(perms))
-    for start in range(0, len(perms), max(int(chunk), 1)):
-        p = perms[start : start + chunk]
-        moved = c2[p[:, :, None], p[:, None, :]]
-        objectives[start : start + len(p)] = ((c1[None] - moved) ** 2).sum(axis=(1, 2))
+    perms, objectives = _score_relabellings(c1, c2, chunk)
     best = perms[int(objectives.argmin())].astype(np.int64)
     return RelabellingSearch(
         clusters=(fits[0].labels_.astype(np.int64), fits[1].labels_.astype(np.int64)),

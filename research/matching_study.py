@@ -157,6 +157,38 @@ def agent_clouds(
     return clouds, labels, n_classes, names
 
 
+def seed_pairs(
+    clouds: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    names: Sequence[str],
+    *,
+    routes: Sequence[str],
+    n_clusters: int,
+    starts: int,
+    seed: int,
+    progress: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Every agent pair's agreement per route, for one seed's clouds."""
+    pairs: list[dict[str, Any]] = []
+    for i, j in itertools.combinations(range(len(clouds)), 2):
+        scores = pair_routes(
+            clouds[i],
+            clouds[j],
+            labels[i],
+            labels[j],
+            routes=routes,
+            n_clusters=n_clusters,
+            starts=starts,
+            seed=seed,
+        )
+        pairs.append({"pair": f"{names[i]}-{names[j]}", **scores})
+        progress(
+            f"seed {seed} {names[i]}-{names[j]}: "
+            + "  ".join(f"{k} {v:.3g}" for k, v in scores.items())
+        )
+    return pairs
+
+
 def study(
     dataset: str,
     *,
@@ -179,23 +211,10 @@ def study(
     for seed in seeds:
         start = time.perf_counter()
         clouds, labels, n_classes, names = agent_clouds(dataset, features, seed, rows)
-        pairs = []
-        for i, j in itertools.combinations(range(len(clouds)), 2):
-            scores = pair_routes(
-                clouds[i],
-                clouds[j],
-                labels[i],
-                labels[j],
-                routes=routes,
-                n_clusters=n_classes,
-                starts=starts,
-                seed=seed,
-            )
-            pairs.append({"pair": f"{names[i]}-{names[j]}", **scores})
-            progress(
-                f"seed {seed} {names[i]}-{names[j]}: "
-                + "  ".join(f"{k} {v:.3g}" for k, v in scores.items())
-            )
+        pairs = seed_pairs(
+            clouds, labels, names, routes=routes, n_clusters=n_classes,
+            starts=starts, seed=seed, progress=progress,
+        )  # fmt: skip
         means = {
             key: float(np.mean([p[key] for p in pairs]))
             for key in pairs[0]
