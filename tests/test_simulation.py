@@ -56,6 +56,7 @@ def test_simulation_reports_every_agent_and_sends_only_codes(tmp_path: Path) -> 
             "barycenter-iterations": 2,
             "out": str(tmp_path / "result.json"),
             "output-dir": str(tmp_path / "runs"),
+            "diagnostics-dir": "auto",
         }
     )
     log_dir = tmp_path / "messages"
