@@ -3,7 +3,8 @@
 A ClientApp with a custom torch model (a tied-weight linear autoencoder) answers
 OTM's messages through :mod:`clients.otm_messages`; a ServerApp runs
 :class:`strategies.OTMStrategy` (with a :class:`otm_flower.code_mixer.CodeMixer`)
-like any Flower strategy. Each agent holds one view of UCI Handwritten. Run it with ``python examples/custom_model/app.py``.
+like any Flower strategy. Each agent holds one view of UCI Handwritten. Run it
+with ``python examples/custom_model/app.py``.
 """
 
 from __future__ import annotations
