@@ -21,7 +21,13 @@ from .anchors import anchor_ids
 from .config import RunConfig
 from .data import AgentData, load_dataset, make_agents
 from .metrics import classification_accuracy, clustering_scores
-from .protocol import KEY_AGENT, KEY_NUM_EXAMPLES
+from .protocol import (
+    KEY_AGENT,
+    KEY_MODALITY,
+    KEY_N_TEST,
+    KEY_N_TRAIN,
+    KEY_NUM_EXAMPLES,
+)
 from .training import LocalTrainer, LossWeights
 
 #: Changes the agents of a run as built, before the validation split: called
@@ -200,9 +206,9 @@ def agent_facts(agent: AgentData) -> dict[str, int]:
     """The agent's descriptive metrics (id, modality, sizes), as results report them."""
     return {
         KEY_AGENT: agent.agent_id,
-        "modality": agent.modality,
-        "n-train": agent.n_train,
-        "n-test": agent.n_test,
+        KEY_MODALITY: agent.modality,
+        KEY_N_TRAIN: agent.n_train,
+        KEY_N_TEST: agent.n_test,
         KEY_NUM_EXAMPLES: agent.n_test,
     }
 

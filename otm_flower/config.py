@@ -19,6 +19,10 @@ TASKS = ("clustering", "classification")
 MIX_FRAMES = ("shared", "own")
 VARIANTS = ("fgw", "w", "gw")
 SOLVERS = ("exact", "fast")
+#: Settings a run starts from: the OTM paper's reference mix, or the validated ones.
+PRESETS = ("paper", "validated")
+#: Per-party preprocessing of the features (fitted on the party's training rows).
+PREPROCESS_CHOICES = ("auto", "standard", "tfidf", "l2", "none")
 METHODS = (
     "otm",
     "otm-w",
@@ -57,6 +61,9 @@ class RunConfig:
     dataset: str = "handwritten"
     method: str = "otm"
     task: str = "clustering"
+    preset: str = "paper"
+    n_clusters: int = 0
+    preprocess: str = "auto"
     seed: int = 0
     num_server_rounds: int = 20
     local_epochs: int = 3
@@ -165,6 +172,11 @@ def _choice_checks(c: RunConfig) -> list[Check]:
             f"barycenter-variant must be one of {VARIANTS}",
         ),
         (c.solver in SOLVERS, f"solver must be one of {SOLVERS}"),
+        (c.preset in PRESETS, f"preset must be one of {PRESETS}"),
+        (
+            c.preprocess in PREPROCESS_CHOICES,
+            f"preprocess must be one of {PREPROCESS_CHOICES}",
+        ),
         (c.mix_frame in MIX_FRAMES, f"mix-frame must be one of {MIX_FRAMES}"),
         (
             re.fullmatch(r"cpu|auto|cuda(:\d+)?", c.mixer_device) is not None,
@@ -181,6 +193,7 @@ def _range_checks(c: RunConfig) -> list[Check]:
     """Numeric keys that must lie in a range (the loss weights apart)."""
     return [
         (c.num_server_rounds >= 1, "num-server-rounds must be >= 1"),
+        (c.n_clusters >= 0, "n-clusters must be >= 0 (0: from the parties' labels)"),
         (c.local_epochs >= 0, "local-epochs must be >= 0"),
         (c.batch_size >= 1, "batch-size must be >= 1"),
         (c.mix_batch_size >= 2, "mix-batch-size must be >= 2"),

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from flwr.app import Context, Message
 
+from otm_flower import protocol as P
 from otm_flower.config import ConfigError
 from otm_flower.data import DataError
 from simulations.overrides import parse_set
@@ -120,7 +121,7 @@ class ClientClock:
 def _server_round(message: Message) -> int:
     """The ``server-round`` of a message's ``config`` record (0 if absent)."""
     try:
-        value = message.content.config_records["config"]["server-round"]
+        value = message.content.config_records[P.CONFIG_RECORD][P.KEY_ROUND]
         return int(value)  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError):
         return 0

@@ -11,6 +11,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
+from otm_flower import protocol as P
 from otm_flower.config import RunConfig
 from otm_flower.results import build_result
 from simulations.counting_grid import CountingGrid
@@ -29,10 +30,10 @@ class EvaluateRecorder:
     def __call__(self, records: list[RecordDict], weighting_key: str) -> MetricRecord:
         """Record each reply's metrics under its round and agent; then average."""
         for record in records:
-            metrics = record["metrics"]
+            metrics = record[P.METRICS_RECORD]
             assert isinstance(metrics, MetricRecord)
-            rnd = int(cast(int, metrics["server-round"]))
-            agent = int(cast(int, metrics["agent-id"]))
+            rnd = int(cast(int, metrics[P.KEY_ROUND]))
+            agent = int(cast(int, metrics[P.KEY_AGENT]))
             values = {k: float(cast(float, v)) for k, v in metrics.items()}
             self.agent_metrics.setdefault(rnd, {})[agent] = values
         return aggregate_metricrecords(records, weighting_key)

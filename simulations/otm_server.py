@@ -76,7 +76,7 @@ def identify_agents(grid: Grid, timeout: float) -> dict[int, int]:
         Message(
             RecordDict({P.CONFIG_RECORD: config}),
             dst_node_id=node_id,
-            message_type="query.identify",
+            message_type=f"query.{P.QUERY_IDENTIFY}",
         )
         for node_id in grid.get_node_ids()
     ]
@@ -186,9 +186,9 @@ def privacy_report(
     if config.dp_clip <= 0:
         return None
     per_agent = {
-        str(agent): metrics["train-dp-epsilon"]
+        str(agent): metrics[P.KEY_DP_EPSILON]
         for agent, metrics in sorted(train_metrics.items())
-        if "train-dp-epsilon" in metrics
+        if P.KEY_DP_EPSILON in metrics
     }
     return {
         "clip": config.dp_clip,

@@ -25,22 +25,15 @@ from otm_flower.config import (
 from simulations.fedavg_server import run_fedavg
 from simulations.otm_server import run_otm
 from simulations.run_support import expected_agents, finish_run, wait_for_agents
-from strategies.otm import OTMStrategy
 
 __all__ = [
     "build_server_app",
     "expected_agents",
     "finish_run",
-    "make_strategy",
     "run_method",
     "run_otm",
     "wait_for_agents",
 ]
-
-
-def make_strategy(config: RunConfig, num_agents: int) -> OTMStrategy:
-    """The OTMStrategy a run config describes: :meth:`OTMStrategy.from_run_config`."""
-    return OTMStrategy.from_run_config(config, num_agents)
 
 
 def run_method(grid: Grid, config: RunConfig) -> dict[str, Any]:

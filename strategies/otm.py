@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from logging import INFO, WARNING
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flwr.app import (
     ArrayRecord,
@@ -19,7 +19,7 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from otm_flower import protocol as P
-from otm_flower.averaging import SHARED_RECORD, weighted_average
+from otm_flower.averaging import weighted_average
 from otm_flower.code_mixer import CodeMixer
 from otm_flower.mixer import BarycenterResult
 
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 MixCallback = Callable[[int, list[int], BarycenterResult], None]
 SHARING = ("none", "all", "head")
 #: Keywords of the mixer settings that name a CodeMixer field differently.
-_RENAMED = {"barycenter_iterations": "iterations"}
 
 
 class OTMStrategy(Strategy):
@@ -68,7 +67,7 @@ class OTMStrategy(Strategy):
     Parameters
     ----------
     mixer : CodeMixer, optional
-        The mixer settings (default ``CodeMixer(seed=seed, **mixer_settings)``).
+        The mixer and its settings (default ``CodeMixer(seed=seed)``).
     fraction_train, fraction_evaluate : float (default: 1.0)
         Fractions of connected nodes sampled for training / evaluation per round.
     min_available_nodes : int (default: 2)
@@ -86,7 +85,7 @@ class OTMStrategy(Strategy):
     share : {"none", "all", "head"} (default: "none")
         Also average parameters every round (``otm-fedavg``: ``"all"``;
         ``otm-head``: ``"head"``): replies then carry ArrayRecord
-        :data:`otm_flower.averaging.SHARED_RECORD`, averaged by ``num-examples``
+        :data:`otm_flower.protocol.SHARED_RECORD`, averaged by ``num-examples``
         and sent with every later message; bad arrays reject the whole reply.
     label_cost : bool (default: False)
         Uploads carry a label block after their ``latent_dim`` columns, as wide
@@ -96,9 +95,6 @@ class OTMStrategy(Strategy):
         (see :meth:`resume_from`).
     on_mix : callable, optional
         Called as ``on_mix(server_round, node_ids, result)`` after each mixing.
-    **mixer_settings
-        Shorthand for the default mixer's fields (``alpha``, ``variant``,
-        ``barycenter_iterations``, ``solver``, ``device``, ...); not with ``mixer``.
 
     Attributes
     ----------
@@ -122,7 +118,6 @@ class OTMStrategy(Strategy):
         label_cost: bool = False,
         checkpoint_dir: str | None = None,
         on_mix: MixCallback | None = None,
-        **mixer_settings: Any,
     ) -> None:
         if not 0.0 < fraction_train <= 1.0 or not 0.0 <= fraction_evaluate <= 1.0:
             raise ValueError(
@@ -130,13 +125,7 @@ class OTMStrategy(Strategy):
             )
         if share not in SHARING:
             raise ValueError(f"share must be one of {SHARING}, got {share!r}")
-        if mixer is not None and mixer_settings:
-            raise TypeError(
-                f"mixer settings {sorted(mixer_settings)} given with a mixer: "
-                "set them on the CodeMixer"
-            )
-        settings = {_RENAMED.get(k, k): v for k, v in mixer_settings.items()}
-        self.mixer = mixer if mixer is not None else CodeMixer(seed=seed, **settings)
+        self.mixer = mixer if mixer is not None else CodeMixer(seed=seed)
         self.fraction_train = fraction_train
         self.fraction_evaluate = fraction_evaluate
         self.min_available_nodes = min_available_nodes
@@ -171,16 +160,6 @@ class OTMStrategy(Strategy):
             label_cost=config.label_cost,
             checkpoint_dir=config.checkpoint_dir or None,
         )
-
-    # Shortcuts of earlier releases to values that live in `state` and `mixer`.
-    rejected = property(lambda self: self.state.rejected, doc="``state.rejected``")
-    shared = property(lambda self: self.state.shared, doc="``state.shared``")
-    code_width = property(
-        lambda self: self.state.code_width, doc="``state.code_width``"
-    )
-    align_frames = property(
-        lambda self: self.mixer.align_frames, doc="``mixer.align_frames``"
-    )
 
     def summary(self) -> None:
         """Log the strategy's settings."""
@@ -427,7 +406,7 @@ class OTMStrategy(Strategy):
         shared = self.state.shared
         if self.share == "none" or shared is None:
             return
-        content[SHARED_RECORD] = arrays_record(shared)
+        content[P.SHARED_RECORD] = arrays_record(shared)
         self.state.bytes_down += sum(v.nbytes for v in shared.values())
 
     def _reject(self, server_round: int, rejected: list[Rejection]) -> None:

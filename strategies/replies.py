@@ -17,7 +17,7 @@ import numpy as np
 from flwr.app import Message, MetricRecord, RecordDict
 
 from otm_flower import protocol as P
-from otm_flower.averaging import SHARED_RECORD, validate_shared
+from otm_flower.averaging import validate_shared
 from otm_flower.screening import screen_clouds
 
 Rejection = tuple[int, str]
@@ -133,12 +133,12 @@ def _codes(
 
 def _shared_arrays(content: RecordDict, share: str) -> dict[str, np.ndarray]:
     """The reply's shared parameters, unchecked."""
-    if SHARED_RECORD not in content.array_records:
+    if P.SHARED_RECORD not in content.array_records:
         raise P.ProtocolError(
-            f"reply has no ArrayRecord {SHARED_RECORD!r} "
+            f"reply has no ArrayRecord {P.SHARED_RECORD!r} "
             f"(this run averages {share!r} parameters)"
         )
-    record = content.array_records[SHARED_RECORD]
+    record = content.array_records[P.SHARED_RECORD]
     return {key: array.numpy() for key, array in record.items()}
 
 

@@ -13,7 +13,6 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 from flwr.supercore import log
 
 from otm_flower import protocol as P
-from otm_flower.averaging import KEY_SHARING
 from otm_flower.code_mixer import MixedRound
 
 SCORE_KEYS = ("acc", "nmi", "ari", "accuracy")
@@ -41,7 +40,7 @@ def round_config(
     out[P.KEY_VERSION] = P.PROTOCOL_VERSION
     out[P.KEY_MIX_BATCH] = mix_batch_size
     if share != "none":
-        out[KEY_SHARING] = share
+        out[P.KEY_SHARING] = share
     return out
 
 

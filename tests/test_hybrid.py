@@ -22,6 +22,7 @@ from clients.node import agent_for_node, restore_trainer
 from otm_flower import protocol as P
 from otm_flower.agent import load_agents
 from otm_flower.averaging import SHARED_RECORD, validate_shared, weighted_average
+from otm_flower.code_mixer import CodeMixer
 from otm_flower.config import ConfigError, RunConfig, parse_run_config
 from otm_flower.data import save_npz
 from otm_flower.models import WAE
@@ -249,7 +250,10 @@ def test_nan_arrays_are_rejected_and_the_others_average_survives(
 
 def test_strategy_keeps_previous_average_and_rejects_mismatched_arrays() -> None:
     strategy = OTMStrategy(
-        mix_batch_size=32, latent_dim=D, barycenter_iterations=1, share="head"
+        mixer=CodeMixer(iterations=1),
+        mix_batch_size=32,
+        latent_dim=D,
+        share="head",
     )
     rng = np.random.default_rng(0)
 
@@ -277,18 +281,20 @@ def test_strategy_keeps_previous_average_and_rejects_mismatched_arrays() -> None
             ),
         ],
     )
-    reasons = {node: why for _, node, why in strategy.rejected}
+    reasons = {node: why for _, node, why in strategy.state.rejected}
     assert set(reasons) == {0, 3}
     assert "task head only" in reasons[3] and "shape" in reasons[0]
-    assert arrays is not None and strategy.shared is not None
-    np.testing.assert_allclose(strategy.shared["head.weight"], 2.5)  # equal weights
-    np.testing.assert_allclose(strategy.shared["head.bias"], 0.5)
+    assert arrays is not None and strategy.state.shared is not None
+    np.testing.assert_allclose(
+        strategy.state.shared["head.weight"], 2.5
+    )  # equal weights
+    np.testing.assert_allclose(strategy.state.shared["head.bias"], 0.5)
     # a round without acceptable parameters keeps the previous average
-    previous = dict(strategy.shared)
+    previous = dict(strategy.state.shared)
     strategy.aggregate_train(
         2, [reply(1, {k: np.full_like(v, np.inf) for k, v in head.items()})]
     )
-    assert strategy.shared == previous
+    assert strategy.state.shared == previous
     messages = list(
         strategy.configure_train(3, ArrayRecord(), ConfigRecord(), StaticGrid([1, 2]))
     )
@@ -298,7 +304,7 @@ def test_strategy_keeps_previous_average_and_rejects_mismatched_arrays() -> None
     strategy.aggregate_train(
         3, [cast(Message, train_reply(5, np.ones((4, D), np.float32)))]
     )
-    assert "no ArrayRecord 'shared'" in strategy.rejected[-1][2]
+    assert "no ArrayRecord 'shared'" in strategy.state.rejected[-1][2]
 
 
 def test_averaging_helpers() -> None:
@@ -421,7 +427,10 @@ def test_label_cost_uploads_one_hot_block_and_cuts_targets(data_path: Path) -> N
 
 def test_strategy_rejects_codes_of_another_width_under_label_cost() -> None:
     strategy = OTMStrategy(
-        mix_batch_size=32, latent_dim=D, barycenter_iterations=1, label_cost=True
+        mixer=CodeMixer(iterations=1),
+        mix_batch_size=32,
+        latent_dim=D,
+        label_cost=True,
     )
     rng = np.random.default_rng(1)
     wide = [rng.normal(size=(12, D + K)).astype(np.float32) for _ in range(2)]
@@ -432,10 +441,10 @@ def test_strategy_rejects_codes_of_another_width_under_label_cost() -> None:
         train_reply(4, rng.normal(size=(12, D)).astype(np.float32)),
     ]
     strategy.aggregate_train(1, replies)
-    reasons = {node: why for _, node, why in strategy.rejected}
+    reasons = {node: why for _, node, why in strategy.state.rejected}
     assert set(reasons) == {2, 4}
     assert f"the other agents' {D + K}" in reasons[2] and "latent-dim" in reasons[4]
-    assert strategy.code_width == D + K
+    assert strategy.state.code_width == D + K
     messages = strategy.configure_train(
         2, ArrayRecord(), ConfigRecord(), StaticGrid([1, 3])
     )

@@ -399,9 +399,11 @@ def test_own_frame_mix_is_coherent_for_matched_agents_in_different_frames():
 
 def test_mix_frame_run_config_reaches_the_strategy():
     from otm_flower.config import ConfigError, RunConfig
-    from simulations.server_app import make_strategy
+    from strategies.otm import OTMStrategy
 
-    assert make_strategy(RunConfig(mix_frame="own"), 2).align_frames is True
-    assert make_strategy(RunConfig(mix_frame="shared"), 2).align_frames is False
+    own = OTMStrategy.from_run_config(RunConfig(mix_frame="own"), 2)
+    shared = OTMStrategy.from_run_config(RunConfig(mix_frame="shared"), 2)
+    assert own.mixer.align_frames is True
+    assert shared.mixer.align_frames is False
     with pytest.raises(ConfigError, match="mix-frame must be one of"):
         RunConfig(mix_frame="mine")

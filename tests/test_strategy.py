@@ -277,7 +277,7 @@ def test_fast_solver_is_selectable() -> None:
         assert mixed.shape == uploads[node].shape and np.isfinite(mixed).all()
 
 
-def test_from_run_config_and_the_mixer_shorthand() -> None:
+def test_from_run_config() -> None:
     from otm_flower.config import RunConfig
 
     config = RunConfig(min_agents=4, seed=2, mix_batch_size=64, mix_frame="own")
@@ -286,7 +286,4 @@ def test_from_run_config_and_the_mixer_shorthand() -> None:
     assert strategy.mixer == CodeMixer.from_run_config(config)
     assert strategy.seed == 2 and strategy.mix_batch_size == 64
     assert strategy.checkpoint_dir is None and strategy.state.latent_dim == 10
-    shorthand = OTMStrategy(seed=2, alpha=0.25, barycenter_iterations=3)
-    assert shorthand.mixer == CodeMixer(alpha=0.25, iterations=3, seed=2)
-    with pytest.raises(TypeError, match="set them on the CodeMixer"):
-        OTMStrategy(mixer=CodeMixer(), alpha=0.25)
+    assert OTMStrategy(seed=2).mixer == CodeMixer(seed=2)
