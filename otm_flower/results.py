@@ -7,9 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .protocol import KEY_MODALITY, KEY_N_TEST, KEY_N_TRAIN
 
-METRIC_KEYS = ("acc", "nmi", "ari", "accuracy")
+#: Per-agent scores a result reports (``accuracy`` only for classification).
+METRIC_KEYS = ("acc", "nmi", "ari", "purity", "accuracy")
 
 
 def build_result(
@@ -89,6 +92,7 @@ def _agent_row(
         "acc": m.get("acc"),
         "nmi": m.get("nmi"),
         "ari": m.get("ari"),
+        "purity": m.get("purity"),
         "accuracy": m.get("accuracy") if classify else None,
         "round": rnd,
     }
@@ -124,7 +128,7 @@ def format_summary(result: dict[str, Any]) -> str:
     lines = [
         f"{result['method']} on {result['dataset']} ({result['task']}, seed "
         f"{result['seed']}, {result['rounds']} rounds, {result['wall_s']:.1f} s)",
-        "agent modality  n_test    ACC    NMI    ARI  accuracy",
+        "agent modality  n_test    ACC    NMI    ARI PURITY  accuracy",
     ]
     rows = result["agents"] + [
         {"id": "mean", "modality": "", "n_test": "", **result["mean"]}
@@ -133,7 +137,7 @@ def format_summary(result: dict[str, Any]) -> str:
         acc = "-" if a.get("accuracy") is None else f"{a['accuracy']:.3f}"
         lines.append(
             f"{a['id']!s:>5} {a['modality']!s:>8} {a['n_test']!s:>7} "
-            + " ".join(_fmt(a.get(k)) for k in ("acc", "nmi", "ari"))
+            + " ".join(_fmt(a.get(k)) for k in ("acc", "nmi", "ari", "purity"))
             + f" {acc:>9}"
         )
     return "\n".join(lines)
@@ -153,35 +157,83 @@ def run_folder(root: str | Path, config: dict[str, Any], run_id: int) -> Path:
     return Path(root).expanduser().resolve() / name
 
 
-def plot_history(result: dict[str, Any], path: str | Path) -> Path:
-    """Plot mean test metrics (and coupling agreement) per round to ``path``."""
-    import matplotlib
+def agreement_chance(result: dict[str, Any]) -> tuple[float, int] | None:
+    """Chance level of a run's coupling agreement, and the number of classes k.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Chance is ``sum_c p_c^2`` over the class shares ``p_c`` of the run's data set
+    (``1/k`` for k balanced classes). A history entry's ``"chance"`` value wins
+    where the run recorded one; otherwise the data set is read (simulation only:
+    coupling agreement is a simulation diagnostic). ``None`` when neither works.
+    """
+    recorded = [
+        a["chance"]
+        for a in result.get("coupling_agreement_history") or []
+        if a.get("chance") is not None
+    ]
+    if recorded:
+        n_classes = result.get("n_classes")
+        return float(recorded[-1]), int(n_classes or round(1 / recorded[-1]))
+    try:
+        from .loaders import load_dataset
+
+        labels = load_dataset(str(result.get("dataset"))).labels
+    except (OSError, ValueError, KeyError):
+        return None
+    _, counts = np.unique(labels, return_counts=True)
+    shares = counts / counts.sum()
+    return float((shares**2).sum()), len(counts)
+
+
+def chance_label(chance: float, n_classes: int) -> str:
+    """Legend text of the agreement's chance line: ``chance (1/k = 0.100, k = 10)``."""
+    if abs(chance - 1 / n_classes) < 5e-4:
+        return f"agreement at chance (1/k = {chance:.3f}, k = {n_classes})"
+    return f"agreement at chance (sum of squared class shares = {chance:.3f})"
+
+
+def plot_history(result: dict[str, Any], path: str | Path) -> Path:
+    """Plot mean test metrics (and coupling agreement) per round to ``path``.
+
+    Rounds are integer ticks; with a coupling agreement, a dotted line marks its
+    chance level (:func:`agreement_chance`), labelled as such.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     history = result["history"]
     rounds = [h["round"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     for key in METRIC_KEYS:
         values = [h.get(key) for h in history]
         if any(v is not None for v in values):
             ax.plot(rounds, values, marker="o", label=key.upper())
-    agreement = result.get("coupling_agreement_history") or []
-    if agreement:
-        ax.plot(
-            [a["round"] for a in agreement],
-            [a["mean"] for a in agreement],
-            linestyle="--",
-            label="coupling agreement",
-        )
+    _draw_agreement(ax, result)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("mean over agents (test)")
     ax.set_title(f"{result['method']} on {result['dataset']} (seed {result['seed']})")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return path
+
+
+def _draw_agreement(ax: Any, result: dict[str, Any]) -> None:
+    """The coupling agreement per round (dashed) and its chance level (dotted)."""
+    agreement = result.get("coupling_agreement_history") or []
+    if not agreement:
+        return
+    ax.plot(
+        [a["round"] for a in agreement],
+        [a["mean"] for a in agreement],
+        linestyle="--",
+        label="coupling agreement",
+    )
+    chance = agreement_chance(result)
+    if chance is not None:
+        ax.axhline(chance[0], color="grey", linestyle=":", label=chance_label(*chance))

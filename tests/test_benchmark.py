@@ -43,7 +43,7 @@ def make_result(
 ) -> dict[str, Any]:
     """A result whose agents score ``scores`` (ACC, and accuracy = ACC + 0.1).
 
-    NMI and ARI are ACC - 0.1 and ACC - 0.2; the history rises linearly to the
+    NMI, ARI and purity are ACC - 0.1, ACC - 0.2 and ACC + 0.05; the history rises linearly to the
     final scores over ``rounds`` rounds.
     """
     config = {
@@ -62,6 +62,7 @@ def make_result(
                 "acc": s * rnd / rounds,
                 "nmi": s * rnd / rounds - 0.1,
                 "ari": s * rnd / rounds - 0.2,
+                "purity": s * rnd / rounds + 0.05,
                 "accuracy": s * rnd / rounds + 0.1,
             }
             for i, s in enumerate(scores)
@@ -115,11 +116,12 @@ def test_summary_mean_std_over_seeds_and_weakest_agent() -> None:
     ]
     rows = section(summary_table(results), "handwritten / unaligned (clustering)")
     (row,) = rows
-    method, seeds, acc, nmi, ari, accuracy, weakest, agree, wall, mb = cells(row)
+    method, seeds, acc, nmi, ari, pur, accuracy, weakest, agree, wall, mb = cells(row)
     assert (method, seeds) == ("otm", "3")
     assert acc == "0.600 ± 0.100"
     assert nmi == "0.500 ± 0.100"
     assert ari == "0.400 ± 0.100"
+    assert pur == "0.650 ± 0.100"
     assert accuracy == "-"  # clustering
     assert weakest == "0.500 ± 0.100"
     assert agree == "0.850 ± 0.071"  # the run without agreement is left out
@@ -136,7 +138,7 @@ def test_weakest_agent_is_min_over_agents_and_uses_accuracy_for_classification()
     assert weakest_score(cls) == pytest.approx(0.4)  # accuracy = ACC + 0.1
 
     rows = section(summary_table([cls]), "handwritten / classification")
-    method, seeds, acc, _, _, accuracy, weakest, agree, _, _ = row_of(rows, "otm")
+    method, seeds, acc, _, _, _, accuracy, weakest, agree, _, _ = row_of(rows, "otm")
     assert seeds == "1"
     assert acc == "0.567"  # one seed: no ± std
     assert accuracy == "0.667"

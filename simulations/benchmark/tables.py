@@ -22,6 +22,7 @@ SUMMARY_COLUMNS = (
     "ACC",
     "NMI",
     "ARI",
+    "purity",
     "accuracy",
     "weakest agent",
     "coupling agreement",
@@ -62,7 +63,7 @@ def _summary_row(method: str, rs: list[dict[str, Any]]) -> list[str]:
     return [
         method,
         str(len(rs)),
-        *(format_pm(mean_score(r, k) for r in rs) for k in ("acc", "nmi", "ari")),
+        *(format_pm(mean_score(r, k) for r in rs) for k in CLUSTER_KEYS),
         format_pm(mean_score(r, "accuracy") for r in rs if is_classification(r)),
         format_pm(weakest_score(r) for r in rs),
         format_pm(finite(r.get("coupling_agreement")) for r in rs),
@@ -71,20 +72,38 @@ def _summary_row(method: str, rs: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+#: ``(title, rows)`` of one table section.
+Section = tuple[str, list[list[str]]]
+
+#: Clustering scores of a summary row, in column order.
+CLUSTER_KEYS = ("acc", "nmi", "ari", "purity")
+
+
+def summary_sections(results: list[dict[str, Any]]) -> list[Section]:
+    """``(title, rows)`` per (dataset, regime), one row per method (columns
+    :data:`SUMMARY_COLUMNS`); see :func:`summary_table`."""
+    return [
+        (
+            f"{dataset} / {regime} ({_task(runs)})",
+            [_summary_row(method, rs) for method, rs in runs.items()],
+        )
+        for (dataset, regime), runs in group_results(results).items()
+    ]
+
+
 def summary_table(results: list[dict[str, Any]]) -> str:
     """Markdown tables, one section per (dataset, regime), one row per method.
 
-    ACC/NMI/ARI/accuracy are the per-run means over agents, then mean ± std over
-    seeds (runs); ``weakest agent`` is the per-run minimum over agents of the
+    ACC/NMI/ARI/purity/accuracy are the per-run means over agents, then mean ± std
+    over seeds (runs); ``weakest agent`` is the per-run minimum over agents of the
     headline metric (accuracy for classification, ACC otherwise); ``MB/run`` is
     ``(bytes_up + bytes_down) / 1e6``, averaged over runs.
     """
     if not results:
         return "_No results._\n"
     lines: list[str] = []
-    for (dataset, regime), runs in group_results(results).items():
-        lines += [f"### {dataset} / {regime} ({_task(runs)})", ""]
-        rows = [_summary_row(method, rs) for method, rs in runs.items()]
+    for title, rows in summary_sections(results):
+        lines += [f"### {title}", ""]
         lines += [*markdown_table(SUMMARY_COLUMNS, rows), ""]
     return "\n".join(lines)
 
@@ -133,6 +152,15 @@ def _gains_row(
     ]
 
 
+def gains_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per (dataset, regime) of :func:`gains` (columns
+    :data:`GAINS_COLUMNS`)."""
+    return [
+        _gains_row(dataset, regime, runs)
+        for (dataset, regime), runs in group_results(results).items()
+    ]
+
+
 def gains(results: list[dict[str, Any]]) -> str:
     """Markdown table of OTM's gains, one row per (dataset, regime).
 
@@ -144,8 +172,4 @@ def gains(results: list[dict[str, Any]]) -> str:
     """
     if not results:
         return "_No results._\n"
-    rows = [
-        _gains_row(dataset, regime, runs)
-        for (dataset, regime), runs in group_results(results).items()
-    ]
-    return "\n".join(markdown_table(GAINS_COLUMNS, rows)) + "\n"
+    return "\n".join(markdown_table(GAINS_COLUMNS, gains_rows(results))) + "\n"
