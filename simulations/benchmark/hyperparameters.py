@@ -16,10 +16,22 @@ from typing import Any
 from otm_flower.config import METHODS, TASKS, ConfigError, RunConfig, parse_run_config
 from simulations.benchmark.grid import REGIMES, BenchRun, regime_task
 
+#: Name of the hyperparameter file, in ``configs/`` of a source checkout and next
+#: to this module in the wheel (pyproject's ``force-include``).
+HYPERPARAMETERS_FILE = "hyperparameters.toml"
+
+
+def default_hyperparameters_path() -> Path:
+    """The project's hyperparameter file: the source checkout's
+    ``configs/hyperparameters.toml`` where it exists, else the copy the wheel ships
+    inside :mod:`simulations.benchmark` (a missing file is reported when loaded)."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parents[1] / "configs" / HYPERPARAMETERS_FILE
+    return checkout if checkout.is_file() else here / HYPERPARAMETERS_FILE
+
+
 #: The project's hyperparameter file, the ``otm-flower bench`` default.
-DEFAULT_HYPERPARAMETERS = (
-    Path(__file__).resolve().parents[2] / "configs" / "hyperparameters.toml"
-)
+DEFAULT_HYPERPARAMETERS = default_hyperparameters_path()
 
 #: Key of a method table that names the method table it starts from.
 INHERIT = "inherit"
