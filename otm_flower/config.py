@@ -4,7 +4,14 @@ The keys are those of ``[tool.flwr.app.config]`` in ``pyproject.toml`` (kebab ca
 as Flower's run config uses them). :func:`parse_run_config` is the single place that
 turns a user's mapping into a typed :class:`RunConfig`, so unknown keys and bad
 values are rejected with the same message everywhere (``flwr run``, ``otm-flower
-run``, tests).
+run``, tests). It also applies the ``preset`` (:mod:`otm_flower.presets`): with
+``preset = "validated"`` (the default), every key a preset governs that is absent
+or still holds its reference value (the field default) takes the validated value
+for the run's method, task and regime; any other value is kept. Flower hands a
+run the whole ``[tool.flwr.app.config]`` table, so "still at its reference
+value" is the only sign a key was left alone; to run a reference value where the
+validated one differs, use ``preset = "paper"``. A :class:`RunConfig` built
+directly holds exactly the values given.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .presets import preset_keys
 
 TASKS = ("clustering", "classification")
 MIX_FRAMES = ("shared", "own")
@@ -56,12 +65,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Settings of one federated OTM run (see the README table for each key)."""
+    """Settings of one federated OTM run (see the README table for each key).
+
+    The field defaults are the OTM paper's reference values; :func:`parse_run_config`
+    applies ``preset`` on top of them.
+    """
 
     dataset: str = "handwritten"
     method: str = "otm"
     task: str = "clustering"
-    preset: str = "paper"
+    preset: str = "validated"
     n_clusters: int = 0
     preprocess: str = "auto"
     seed: int = 0
@@ -85,6 +98,8 @@ class RunConfig:
     weight_mmd: float = 0.0
     weight_task: float = 1.0
     weight_cluster: float = 3.0
+    term_guard: bool = False
+    term_guard_margin: float = 0.02
     unaligned_rate: float = 1.0
     agents_per_modality: int = 1
     test_fraction: float = 0.2
@@ -221,6 +236,7 @@ def _range_checks(c: RunConfig) -> list[Check]:
         (0.0 <= c.anchor_rate <= 1.0, "anchor-rate must be in [0, 1]"),
         (c.anchor_weight > 0, "anchor-weight must be > 0"),
         (c.label_cost_weight >= 0, "label-cost-weight must be >= 0 (0: off)"),
+        (c.term_guard_margin >= 0, "term-guard-margin must be >= 0"),
     ]
 
 
@@ -287,7 +303,28 @@ def parse_run_config(
                 f"unknown run-config key {key!r}; valid keys: {', '.join(valid_keys())}"
             )
         values[name] = _coerce(key, value, type(getattr(RunConfig, name)))
-    return RunConfig(**values)
+    return RunConfig(**_with_preset(values))
+
+
+def _with_preset(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (snake case, coerced) with the preset's keys filled in where a
+    key is absent or at its reference value (see the module docstring)."""
+    preset = values.get("preset", RunConfig.preset)
+    if preset != "validated":
+        return values
+    method = values.get("method", RunConfig.method)
+    task = values.get("task", RunConfig.task)
+    anchored = values.get("anchor_rate", RunConfig.anchor_rate) > 0
+    try:
+        keys = preset_keys(method, task, anchored)
+    except ValueError:
+        return values  # an unknown method: RunConfig names it
+    out = dict(values)
+    for key, value in keys.items():
+        name = key.replace("-", "_")
+        if out.get(name, getattr(RunConfig, name)) == getattr(RunConfig, name):
+            out[name] = value
+    return out
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:

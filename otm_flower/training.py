@@ -8,9 +8,11 @@ here, as is :class:`~otm_flower.protocol.MixTargets`.
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from .label_block import append_label_block, drop_label_block
 from .model_sharing import load_shared_parameters, shared_parameters
 from .models import WAE, mmd_imq
 from .protocol import MixTargets
+from .term_guard import TermGuard
 
 __all__ = [
     "LocalTrainer",
@@ -104,6 +107,9 @@ class LocalTrainer:
         whose cross-agent terms are off (``weights.mix == weights.reg == 0``)
         train exactly as it would alone, step for step, so OTM-versus-local
         comparisons measure the terms, not a reshuffled random stream.
+    guard : TermGuard, optional
+        Weights the cross-agent terms down when they cost the agent's own
+        objective (:mod:`otm_flower.term_guard`); ``None``: terms at full weight.
     """
 
     def __init__(
@@ -119,6 +125,7 @@ class LocalTrainer:
         weights: LossWeights | None = None,
         num_clusters: int = 0,
         seed: int = 0,
+        guard: TermGuard | None = None,
     ) -> None:
         if x_train.ndim != 2 or len(x_train) < 2:
             raise ValueError(
@@ -145,6 +152,9 @@ class LocalTrainer:
         self.num_clusters = num_clusters
         self.generator = torch.Generator().manual_seed(seed)
         self.exchange_generator = torch.Generator().manual_seed(seed + _EXCHANGE_STREAM)
+        self.guard = guard
+        self.term_scale = 1.0
+        self.criterion_rows = _criterion_rows(self.n_train, guard, seed)
 
     @property
     def n_train(self) -> int:
@@ -157,8 +167,20 @@ class LocalTrainer:
         With ``targets``, every step also draws a minibatch of the mixed rows and adds
         the mix term (decode the server's mixed codes back to the agent's own
         samples) and the alignment term (codes toward the pulled-back barycenter).
-        The server's codes are constants: no gradient leaves the agent.
+        The server's codes are constants: no gradient leaves the agent. With a
+        guard (and terms that are on), the round is trained with and without the
+        terms and the guard keeps one (:mod:`otm_flower.term_guard`); the losses
+        then also report ``guard-scale`` (the scale used) and ``guard-kept``.
         """
+        if self.guard is None or targets is None or not self._terms_on():
+            return self._epochs(epochs, targets)
+        return self._guarded_epochs(epochs, targets, self.guard)
+
+    def _terms_on(self) -> bool:
+        return self.weights.mix > 0 or self.weights.reg > 0
+
+    def _epochs(self, epochs: int, targets: MixTargets | None) -> dict[str, float]:
+        """``epochs`` passes over the training rows (the terms at ``term_scale``)."""
         self.model.train()
         rows, mixed, barycenter = _target_tensors(targets)
         sums: dict[str, float] = {}
@@ -177,6 +199,58 @@ class LocalTrainer:
                 steps += 1
         return {name: total / max(steps, 1) for name, total in sums.items()}
 
+    def _guarded_epochs(
+        self, epochs: int, targets: MixTargets, guard: TermGuard
+    ) -> dict[str, float]:
+        """Train alone and with the terms from the same state; keep what the
+        guard chooses (the exchange stream stays as the terms' run left it)."""
+        start = self._snapshot()
+        alone_losses = self._epochs(epochs, None)
+        alone_value, alone = self.own_objective(), self._snapshot()
+        self._restore(start)
+        self.term_scale = guard.scale
+        losses = self._epochs(epochs, targets)
+        used = guard.scale
+        keep = guard.update(self.own_objective(), alone_value)
+        if not keep:
+            self._restore(alone)
+            losses = alone_losses
+        return {**losses, "guard-scale": used, "guard-kept": float(keep)}
+
+    @torch.no_grad()
+    def own_objective(self) -> float:
+        """The agent's label-free local objective on its criterion rows (eval mode).
+
+        ``rec * reconstruction + cluster * clustering term`` (clustering) or
+        ``rec * reconstruction + task * cross-entropy`` on its own labels
+        (classification); no prior term (it is a random draw).
+        """
+        self.model.eval()
+        x = self.x[self.criterion_rows]
+        z, x_hat = self.model(x)
+        w = self.weights
+        value = w.rec * F.mse_loss(x_hat, x)
+        if w.cluster > 0 and len(z) > self.num_clusters:
+            value = value + w.cluster * cluster_gw_loss(z, self.num_clusters)
+        if self.model.head is not None and self.y is not None:
+            y = self.y[self.criterion_rows]
+            value = value + w.task * F.cross_entropy(self.model.head(z), y)
+        self.model.train()
+        return float(value)
+
+    def _snapshot(self) -> dict[str, Any]:
+        """Deep copies of the model, optimiser and training stream."""
+        return {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "generator": self.generator.get_state(),
+        }
+
+    def _restore(self, snapshot: dict[str, Any]) -> None:
+        self.model.load_state_dict(snapshot["model"])
+        self.optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
+        self.generator.set_state(snapshot["generator"])
+
     def _step(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimiser step on the weighted sum of ``terms``; returns that sum."""
         w = self.weights
@@ -184,8 +258,8 @@ class LocalTrainer:
             w.rec * terms["rec"]
             + w.mmd * terms.get("mmd", 0.0)
             + w.task * terms.get("task", 0.0)
-            + w.mix * terms.get("mix", 0.0)
-            + w.reg * terms.get("reg", 0.0)
+            + self.term_scale * w.mix * terms.get("mix", 0.0)
+            + self.term_scale * w.reg * terms.get("reg", 0.0)
             + w.cluster * terms.get("cluster", 0.0)
         )
         self.optimizer.zero_grad()
@@ -260,6 +334,7 @@ class LocalTrainer:
                 "optimizer": self.optimizer.state_dict(),
                 "generator": self.generator.get_state(),
                 "exchange_generator": self.exchange_generator.get_state(),
+                "guard_scale": None if self.guard is None else self.guard.scale,
             },
             buffer,
         )
@@ -273,6 +348,17 @@ class LocalTrainer:
         self.generator.set_state(state["generator"])
         if "exchange_generator" in state:  # absent in states saved by earlier versions
             self.exchange_generator.set_state(state["exchange_generator"])
+        if self.guard is not None and state.get("guard_scale") is not None:
+            self.guard.scale = float(state["guard_scale"])
+
+
+def _criterion_rows(n_train: int, guard: TermGuard | None, seed: int) -> torch.Tensor:
+    """The training rows a guard scores the objective on (all rows without a guard:
+    unused), drawn once from their own stream so training is unchanged."""
+    if guard is None or n_train <= guard.rows:
+        return torch.arange(n_train)
+    generator = torch.Generator().manual_seed(seed + 2 * _EXCHANGE_STREAM)
+    return torch.randperm(n_train, generator=generator)[: guard.rows].sort().values
 
 
 def _target_tensors(

@@ -1,8 +1,8 @@
 """Per-view feature transforms of the simulated agents, fitted on their train rows.
 
 :func:`preprocess_view` is what :func:`~otm_flower.partition.make_agents` applies
-to each agent's view (z-score, tf-idf or none).  A deployed party's saveable
-transform is :class:`~otm_flower.preprocessing.Preprocessor`.
+to each agent's view (z-score, tf-idf, L2 row normalisation or none).  A deployed
+party's saveable transform is :class:`~otm_flower.preprocessing.Preprocessor`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from sklearn.preprocessing import StandardScaler, normalize
 
 from .multiview import DataError, View, is_sparse
 
-__all__ = ["PREPROCESS_METHODS", "check_method", "preprocess_view"]
+__all__ = ["PREPROCESS_METHODS", "auto_method", "check_method", "preprocess_view"]
 
-PREPROCESS_METHODS = ("auto", "standard", "tfidf", "none")
+PREPROCESS_METHODS = ("auto", "standard", "tfidf", "l2", "none")
 """Names :func:`preprocess_view` accepts as ``method``."""
 
 Transform = Callable[[View], np.ndarray]
@@ -41,12 +41,13 @@ def preprocess_view(
     ----------
     x_train, x_test : ndarray or scipy sparse matrix
         ``(n, dim)`` rows of one view; ``x_test`` may have zero rows.
-    method : {"auto", "standard", "tfidf", "none"}
+    method : {"auto", "standard", "tfidf", "l2", "none"}
         ``"standard"``: z-score each column (constant columns become 0);
         ``"tfidf"``: tf-idf weighting then L2 row normalisation, for count
-        (bag-of-words) views, needs non-negative input; ``"auto"``: ``"tfidf"``
-        if ``x_train`` is sparse, or dense, non-negative, more than half zeros
-        and integer-valued, else ``"standard"``; ``"none"``: no transform.
+        (bag-of-words) views, needs non-negative input; ``"l2"``: scale each
+        row to unit L2 norm (all-zero rows stay zero), for sparse non-negative
+        weights (tf-idf already applied, frequencies); ``"auto"``: see
+        :func:`auto_method`; ``"none"``: no transform.
 
     Returns
     -------
@@ -64,7 +65,7 @@ def preprocess_view(
     check_method(method)
     _check_pair(x_train, x_test)
     if method == "auto":
-        method = "tfidf" if _is_count_like(x_train) else "standard"
+        method = auto_method(x_train)
     transform = _fit(method, x_train, x_test)
     out_train = transform(x_train).astype(np.float32)
     if x_test.shape[0] == 0:
@@ -91,13 +92,22 @@ def _check_pair(x_train: View, x_test: View) -> None:
         )
 
 
-def _is_count_like(x: View) -> bool:
-    """Sparse, or dense non-negative, mostly zero and (near-)integer valued."""
-    if is_sparse(x):
-        return True
-    if x.size == 0 or np.any(x < 0) or np.mean(x == 0) <= 0.5:
-        return False
-    return bool(np.allclose(x, np.round(x), atol=1e-6))
+def auto_method(x: View) -> str:
+    """The method ``"auto"`` picks for a view, from its training rows alone.
+
+    A view is *sparse non-negative* when it is a scipy sparse matrix or a dense
+    array with more than half its entries zero, and has no negative value.
+    Such a view gets ``"tfidf"`` when its values are (near-)integers (counts) and
+    ``"l2"`` when they are non-integer weights (z-scoring them would turn the
+    zeros into large negative values that dominate every distance); any other
+    view gets ``"standard"``.
+    """
+    values = x.data if is_sparse(x) else np.asarray(x)
+    if values.size == 0 or np.any(values < 0):
+        return "standard"
+    if not is_sparse(x) and np.mean(values == 0) <= 0.5:
+        return "standard"
+    return "tfidf" if np.allclose(values, np.round(values), atol=1e-6) else "l2"
 
 
 def _dense(x: View) -> np.ndarray:
@@ -111,6 +121,8 @@ def _fit(method: str, x_train: View, x_test: View) -> Transform:
     if method == "standard":
         scaler = StandardScaler().fit(_dense(x_train))
         return lambda x: scaler.transform(_dense(x))
+    if method == "l2":
+        return lambda x: _dense(normalize(x, norm="l2"))
     for label, x in (("x_train", x_train), ("x_test", x_test)):
         values = x.data if is_sparse(x) else np.asarray(x)
         if values.size and values.min() < 0:

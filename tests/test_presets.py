@@ -1,0 +1,83 @@
+"""The ``preset`` key: validated settings per regime, explicit keys winning."""
+
+from __future__ import annotations
+
+import pytest
+
+from otm_flower.config import METHODS, RunConfig, parse_run_config
+from otm_flower.presets import GOVERNED_KEYS, VALIDATED, preset_keys
+from simulations.benchmark.grid import REGIMES, regime_task
+from simulations.benchmark.hyperparameters import (
+    DEFAULT_HYPERPARAMETERS,
+    _cell_table,
+    load_hyperparameters,
+)
+
+ANCHORED = {"anchor-rate": 0.05}
+
+
+def test_default_is_validated_and_paper_is_the_reference() -> None:
+    assert parse_run_config({}).preset == "validated"
+    paper = parse_run_config({"preset": "paper"})
+    assert paper == RunConfig(preset="paper")
+    assert (paper.weight_mix, paper.mix_frame, paper.term_guard) == (
+        0.1,
+        "shared",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ({}, (0.0, 0.0, "own", True)),  # unaligned clustering: no mix
+        (ANCHORED, (1.0, 3.0, "own", True)),  # linked records: mix and align
+        ({"task": "classification"}, (0.1, 0.0, "shared", True)),
+    ],
+)
+def test_otm_takes_the_regime_settings(keys, expected) -> None:
+    config = parse_run_config(keys)
+    got = (config.weight_mix, config.weight_reg, config.mix_frame, config.term_guard)
+    assert got == expected
+
+
+def test_explicit_keys_win_over_the_preset() -> None:
+    config = parse_run_config({**ANCHORED, "weight-mix": 2.5, "mix-frame": "own"})
+    assert config.weight_mix == 2.5
+    assert config.weight_reg == 3.0  # not set: the preset's
+    config = parse_run_config({"term-guard": True, "weight-reg": 0.5})
+    assert config.weight_reg == 0.5
+
+
+def test_resolved_configs_survive_a_round_trip() -> None:
+    for keys in ({}, ANCHORED, {"task": "classification"}, {"weight-mix": 4.0}):
+        config = parse_run_config(keys)
+        assert parse_run_config(config.to_dict()) == config
+
+
+def test_baselines_are_unchanged_by_the_preset() -> None:
+    for method in ("local", "fedavg", "oracle", "raw"):
+        for keys in ({}, ANCHORED):
+            validated = parse_run_config({**keys, "method": method})
+            paper = parse_run_config({**keys, "method": method, "preset": "paper"})
+            assert validated.to_dict() | {"preset": "paper"} == paper.to_dict()
+
+
+def test_every_method_has_a_table_and_governed_keys_are_keys() -> None:
+    assert set(VALIDATED) == set(METHODS)
+    fields = set(RunConfig().to_dict())
+    assert set(GOVERNED_KEYS) <= fields
+    with pytest.raises(ValueError, match="no validated settings"):
+        preset_keys("nope", "clustering", False)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("regime", sorted(REGIMES))
+def test_presets_agree_with_the_hyperparameter_file(method, regime) -> None:
+    """The benchmark's file and the packaged table give every cell the same keys."""
+    task = regime_task(regime)
+    tables = load_hyperparameters(DEFAULT_HYPERPARAMETERS)
+    from_file = _cell_table(tables.get(method, {}), task, regime)
+    from_file.pop("task")
+    anchored = REGIMES[regime].get("anchor-rate", 0) > 0
+    assert preset_keys(method, task, anchored) == from_file
