@@ -1,15 +1,19 @@
-"""Run one configured simulation on Ray or in process; the runtime choice.
+"""Run one configured simulation in process or on Ray; the runtime choice.
 
-``ray`` is Flower's simulation engine (one Ray worker per agent, as ``flwr run``);
-``inprocess`` drives the same ServerApp and ClientApp code through
+``inprocess`` drives the ServerApp and ClientApp code through
 :class:`simulations.inprocess.InProcessGrid`, agents one after another in this
-process with one thread each (no Ray start-up; what benchmarks use).
+process with one thread each (no Ray start-up; what ``otm-flower run`` and the
+benchmarks use by default); ``ray`` is Flower's simulation engine (one Ray worker
+per agent, as ``flwr run``), on a local Ray instance or attached to a running Ray
+cluster (:class:`RayOptions`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +23,66 @@ if TYPE_CHECKING:
     from simulations.inprocess import InProcessGrid
 
 #: Runtimes :func:`simulate` takes.
-RUNTIMES = ("ray", "inprocess")
+RUNTIMES = ("inprocess", "ray")
+
+#: Environment variable naming a running Ray cluster (read by ``ray.init`` too).
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how the ``ray`` runtime runs the agents.
+
+    Attributes
+    ----------
+    address : str, optional
+        A running Ray cluster (``host:port`` or ``auto``); ``None``: ``$RAY_ADDRESS``
+        if set, else a new local Ray instance.
+    num_cpus : int, optional
+        CPUs of a new local Ray instance (default: all); not with a cluster.
+    cpus_per_agent, gpus_per_agent : float
+        Resources each agent's Ray worker reserves (Flower's ``client_resources``;
+        a fraction of a GPU shares it between agents).
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    cpus_per_agent: float = 1.0
+    gpus_per_agent: float = 0.0
+
+    def cluster_address(self) -> str | None:
+        """The cluster to attach to: ``address``, else ``$RAY_ADDRESS``, else None."""
+        return self.address or os.environ.get(RAY_ADDRESS_ENV) or None
+
+    def backend_config(self, *, verbose: bool = False) -> dict[str, Any]:
+        """Flower's ``backend_config`` for these options.
+
+        Raises
+        ------
+        ConfigError
+            On non-positive CPUs per agent, negative GPUs, or ``num_cpus`` together
+            with a cluster address (a cluster's size is its own).
+        """
+        if self.cpus_per_agent <= 0 or self.gpus_per_agent < 0:
+            raise ConfigError(
+                "cpus-per-agent must be > 0 and gpus-per-agent >= 0, got "
+                f"{self.cpus_per_agent} and {self.gpus_per_agent}"
+            )
+        address = self.cluster_address()
+        if address and self.num_cpus is not None:
+            raise ConfigError(
+                f"num-cpus sizes a local Ray instance; the cluster at {address} "
+                "has its own size (drop num-cpus or the address)"
+            )
+        init: dict[str, Any] = (
+            {"address": address}
+            if address
+            else {"num_cpus": self.num_cpus or os.cpu_count() or 1}
+        )
+        if not verbose:
+            init.update(log_to_driver=False, logging_level=logging.WARNING)
+        resources = {"num_cpus": self.cpus_per_agent, "num_gpus": self.gpus_per_agent}
+        return {"client_resources": resources, "init_args": init}
 
 
 def simulate(
@@ -29,6 +92,7 @@ def simulate(
     num_cpus: int | None = None,
     verbose: bool = False,
     mods: list[Any] | None = None,
+    ray: RayOptions | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` in simulation; return the result document.
 
@@ -42,16 +106,18 @@ def simulate(
         :class:`simulations.inprocess.InProcessGrid`, agents one after another in
         this process with one thread each (no Ray start-up; what benchmarks use).
     num_cpus : int, optional
-        CPUs Ray may use (default: all); each agent takes one.
+        CPUs of a local Ray instance (default: all); overrides ``ray.num_cpus``.
     verbose : bool
-        Flower's debug logging.
+        Flower's debug logging (and Ray's worker output).
     mods : list, optional
         Flower client mods wrapped around every agent's ClientApp.
+    ray : RayOptions, optional
+        Cluster address and per-agent resources of the ``ray`` runtime.
 
     Raises
     ------
     ConfigError
-        On an unknown runtime or an empty ``config.out``.
+        On an unknown runtime, an empty ``config.out`` or inconsistent Ray options.
     """
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
@@ -62,7 +128,10 @@ def simulate(
         out.unlink()
     if runtime == "inprocess":
         return simulate_inprocess(config, mods=mods)[0]
-    _run_on_ray(config, num_cpus=num_cpus, verbose=verbose, mods=mods)
+    ray = ray or RayOptions()
+    if num_cpus is not None:
+        ray = RayOptions(ray.address, num_cpus, ray.cpus_per_agent, ray.gpus_per_agent)
+    _run_on_ray(config, ray=ray, verbose=verbose, mods=mods)
     if not out.exists():
         raise RuntimeError(
             f"the simulation ended without writing {out}; see the log above"
@@ -74,24 +143,22 @@ def simulate(
 def _run_on_ray(
     config: RunConfig,
     *,
-    num_cpus: int | None,
+    ray: RayOptions,
     verbose: bool,
     mods: list[Any] | None,
 ) -> None:
-    """Run ``config`` on Flower's simulation engine, one CPU per agent."""
+    """Run ``config`` on Flower's simulation engine with ``ray``'s resources."""
     from flwr.simulation import run_simulation
 
     from clients.app import build_client_app
     from simulations.server_app import build_server_app, expected_agents
 
+    backend_config = ray.backend_config(verbose=verbose)
     run_simulation(
         server_app=build_server_app(config),
         client_app=build_client_app(config, mods=mods),
         num_supernodes=expected_agents(config),
-        backend_config={
-            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": num_cpus or os.cpu_count() or 1},
-        },
+        backend_config=backend_config,
         verbose_logging=verbose,
     )
 

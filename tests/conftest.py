@@ -1,9 +1,11 @@
-"""Shared test helpers: message construction, shared data location."""
+"""Shared test helpers: message construction, shared data location; a line with
+the name and seconds of each ``slow`` test as it finishes (shown under ``-q``)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flwr.app import Message, Metadata, RecordDict
@@ -15,6 +17,35 @@ needs_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(),
     reason=f"shared multi-view data sets not found at {SHARED_DATA} (a fresh clone)",
 )
+
+
+#: ``[seconds so far, outcome]`` of each running ``slow`` test, by node id.
+_SLOW: dict[str, list[Any]] = {}
+
+#: The terminal reporter, kept by :func:`pytest_configure`.
+_TERMINAL: dict[str, Any] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the terminal reporter for the slow-test lines."""
+    _TERMINAL["reporter"] = config.pluginmanager.get_plugin("terminalreporter")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Print ``slow <test> <outcome> <s> s`` once a ``slow`` test's teardown ends."""
+    if "slow" not in report.keywords:
+        return
+    seconds, outcome = _SLOW.pop(report.nodeid, [0.0, "passed"])
+    seconds += report.duration
+    if report.outcome != "passed":
+        outcome = report.outcome
+    if report.when != "teardown":
+        _SLOW[report.nodeid] = [seconds, outcome]
+        return
+    reporter = _TERMINAL.get("reporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(f"slow {report.nodeid} {outcome} {seconds:.1f} s")
 
 
 @pytest.fixture(autouse=True)
