@@ -64,16 +64,15 @@ __all__ = [
 
 
 def _check_against(result: BarycenterResult, clouds: list[np.ndarray]) -> None:
-    if len(clouds) != len(result.plans):
+    sizes = result.transport.sizes
+    if len(clouds) != len(sizes):
         raise MixerError(
-            f"got {len(clouds)} code clouds but the result has "
-            f"{len(result.plans)} plans"
+            f"got {len(clouds)} code clouds but the result has {len(sizes)} plans"
         )
-    for k, (z, t) in enumerate(zip(clouds, result.plans, strict=True)):
-        if z.shape[0] != t.shape[1]:
+    for k, (z, n_k) in enumerate(zip(clouds, sizes, strict=True)):
+        if z.shape[0] != n_k:
             raise MixerError(
-                f"codes[{k}] has {z.shape[0]} samples but plans[{k}] expects "
-                f"{t.shape[1]}"
+                f"codes[{k}] has {z.shape[0]} samples but plans[{k}] expects {n_k}"
             )
 
 
@@ -95,7 +94,7 @@ def project(result: BarycenterResult, codes: Sequence[ArrayLike]) -> list[np.nda
     """
     clouds = as_clouds(codes)
     _check_against(result, clouds)
-    return [t.shape[0] * (t @ z) for t, z in zip(result.plans, clouds, strict=True)]
+    return result.transport.project(clouds)
 
 
 def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -186,12 +185,12 @@ def pull_back(result: BarycenterResult, z: ArrayLike) -> list[np.ndarray]:
         ``n_k * T_k.T @ z``, each ``(n_k, d)``: one code per own sample.
     """
     zz = to_numpy(z)
-    n = result.plans[0].shape[0]
+    n = result.transport.n_bary
     if zz.ndim != 2 or zz.shape[0] != n:
         raise MixerError(f"z must have shape (N={n}, d), got {tuple(zz.shape)}")
     if not np.all(np.isfinite(zz)):
         raise MixerError("z contains non-finite value(s) (NaN or Inf)")
-    return [t.shape[1] * (t.T @ zz) for t in result.plans]
+    return result.transport.pull_back([zz] * len(result.transport.sizes))
 
 
 def mix_and_pull_back(
@@ -266,20 +265,31 @@ def mix_targets(
     _check_concentration(concentration)
     clouds = as_clouds(codes)
     _check_against(result, clouds)
-    proj = [t.shape[0] * (t @ z) for t, z in zip(result.plans, clouds, strict=True)]
-    if not align:
-        if own_only:
-            mixed = [pull_back(result, p)[k] for k, p in enumerate(proj)]
-        else:
-            mixed = pull_back(result, _mix_projections(proj, concentration, _rng(rng)))
-        return mixed, pull_back(result, result.barycenter)
-    generator = _rng(rng)
-    mixed, framed_barycenter = [], []
+    proj = result.transport.project(clouds)
+    if align:
+        z_mix, z_bary = _framed_targets(proj, concentration, _rng(rng), own_only)
+    else:
+        shared = None if own_only else _mix_projections(proj, concentration, _rng(rng))
+        z_mix = proj if shared is None else [shared] * len(proj)
+        z_bary = [result.barycenter] * len(proj)
+    pull = result.transport.pull_back
+    return pull(z_mix), pull(z_bary)
+
+
+def _framed_targets(
+    proj: list[np.ndarray],
+    concentration: float,
+    generator: np.random.Generator,
+    own_only: bool,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per agent, the mix and the barycenter in its own frame (``N x d``)."""
+    z_mix, z_bary = [], []
     for k, own in enumerate(proj):
         framed = [
             own if j == k else align_projection(p, own) for j, p in enumerate(proj)
         ]
-        z_mix = own if own_only else _mix_projections(framed, concentration, generator)
-        mixed.append(pull_back(result, z_mix)[k])
-        framed_barycenter.append(pull_back(result, np.mean(framed, axis=0))[k])
-    return mixed, framed_barycenter
+        z_mix.append(
+            own if own_only else _mix_projections(framed, concentration, generator)
+        )
+        z_bary.append(np.mean(framed, axis=0))
+    return z_mix, z_bary

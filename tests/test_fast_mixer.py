@@ -149,9 +149,12 @@ def test_fast_options_and_errors():
     with pytest.raises(MixerError, match="structure"):
         fgw_barycenter(clouds, structure="dense")  # type: ignore[arg-type]
     with pytest.raises(MixerError, match="CPU"):
-        fgw_barycenter(clouds, device="cuda")
+        fgw_barycenter(clouds, solver="exact", device="cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(MixerError, match="no CUDA device"):
+            fgw_barycenter(clouds, device="cuda")
     with pytest.raises(MixerError, match="fast_options"):
-        fgw_barycenter(clouds, fast_options={"sinkhorn_iter": 3})
+        fgw_barycenter(clouds, solver="exact", fast_options={"sinkhorn_iter": 3})
     with pytest.raises(MixerError, match="fast solver"):
         fgw_barycenter(clouds, solver="fast", fast_options={"eps_start": -1.0})
     with pytest.raises(MixerError, match="fast solver"):

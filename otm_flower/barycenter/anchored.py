@@ -309,6 +309,7 @@ def _fallback(
         init=init,
         normalize_costs=o.normalize_costs,
         seed=o.seed,
+        solver="exact",
         structure=o.structure,
     )
     return AnchoredBarycenterResult(

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from .transport import DenseTransport, Transport
 from .validation import Solver, Structure, Variant
 
 __all__ = [
@@ -38,9 +39,15 @@ class BarycenterResult:
     ----------
     barycenter : np.ndarray
         Barycenter support ``Z``, shape ``(N, d)``, float64.
+    transport : Transport
+        The ``K`` transport plans where the solver computed them (the fast
+        solver: its device), offering the projection and pull-back products
+        without forming the plans on the host.
     plans : list of np.ndarray
-        ``K`` transport plans; plan ``k`` has shape ``(N, n_k)``, rows sum to
-        ``1/N`` and columns to ``1/n_k``. Solved against the final ``Z``.
+        (property) ``K`` float64 plans; plan ``k`` has shape ``(N, n_k)``,
+        rows sum to ``1/N`` and columns to ``1/n_k``. Solved against the
+        final ``Z``. Reading it forms them on the host
+        (:meth:`Transport.dense`).
     costs : np.ndarray
         Shape ``(K,)``: FGW cost of plan ``k`` against the final barycenter
         with the (normalised) cost matrices, i.e. what POT's
@@ -74,7 +81,7 @@ class BarycenterResult:
     """
 
     barycenter: np.ndarray
-    plans: list[np.ndarray]
+    transport: Transport
     costs: np.ndarray
     objective: float
     n_iter: int
@@ -87,6 +94,11 @@ class BarycenterResult:
     structure: Structure = "features"
     structure_matrix: np.ndarray | None = None
 
+    @property
+    def plans(self) -> list[np.ndarray]:
+        """The ``K`` dense float64 plans, formed on the host on first access."""
+        return self.transport.dense()
+
 
 @dataclass
 class BarycenterSolution:
@@ -96,8 +108,9 @@ class BarycenterSolution:
     ----------
     barycenter : np.ndarray
         Support ``(N, d)`` in the input coordinates (not rescaled).
-    plans : list of np.ndarray
-        ``K`` couplings ``(N, n_k)`` with marginals ``1/N`` and ``1/n_k``.
+    plans : list of np.ndarray or Transport
+        ``K`` couplings ``(N, n_k)`` with marginals ``1/N`` and ``1/n_k``,
+        as numpy arrays or a :class:`Transport` (kept where computed).
     costs : np.ndarray
         ``(K,)`` FGW cost of each plan against the final support.
     history : list of float
@@ -112,7 +125,7 @@ class BarycenterSolution:
     """
 
     barycenter: np.ndarray
-    plans: list[np.ndarray]
+    plans: list[np.ndarray] | Transport
     costs: np.ndarray
     history: list[float]
     n_iter: int
@@ -206,9 +219,11 @@ def build_result(
     ``result_type`` is :class:`BarycenterResult` or a subclass, which
     receives the ``extra`` fields.
     """
+    plans = solution.plans
+    transport = plans if isinstance(plans, Transport) else DenseTransport(plans)
     return result_type(
         barycenter=solution.barycenter,
-        plans=solution.plans,
+        transport=transport,
         costs=solution.costs,
         objective=solution.history[-1],
         n_iter=solution.n_iter,

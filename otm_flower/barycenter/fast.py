@@ -45,6 +45,7 @@ import torch
 from .engine import BarycenterSolution, iterate
 from .linear_steps import entropic_lmo, line_search, polish, round_to_coupling
 from .lowrank import CloudBatch, FGWProblem, LowRankStructure
+from .transport import TorchTransport
 from .validation import Structure
 
 #: Slower, more accurate settings (more Sinkhorn iterations and steps): use
@@ -221,33 +222,55 @@ class FastSolver:
         ).sum(0).reshape(n_bary, -1)
         self.st = self._structure_of(self.plans)
 
-    def solution(self, history: list[float], n_iter: int) -> BarycenterSolution:
-        """Exact float64 couplings (polished), their float64 costs, the support.
+    def _finish_batch(self, b: int, st64: LowRankStructure) -> np.ndarray:
+        """Round (and polish) batch ``b``'s plans in float64, a few at a time.
 
-        The last ``history`` entry is replaced by the weighted float64 costs.
+        Each plan is rounded onto the couplings in float64, polished, and
+        written back into the working plan tensor; the returned float64 costs
+        are those of the plan that :meth:`TorchTransport.plan64` forms from
+        it. At most ``chunk`` float64 plans exist at once.
+        """
+        idx, cl = self.batches[b]
+        t = self.plans[b]
+        costs = np.empty(len(idx))
+        chunk = max(1, torch.get_num_threads())
+        for lo in range(0, len(idx), chunk):
+            sl = slice(lo, lo + chunk)
+            cl64 = CloudBatch(cl.y[sl].to(torch.float64))
+            prob = FGWProblem(st64, cl64, self.alpha)
+            t64 = t[sl].to(torch.float64).clamp_(min=0.0)
+            t64 = round_to_coupling(t64, prob.p, cl64.q[0])
+            if self.polish_steps and cl64.y.shape[1] == self.n_bary:
+                t64 = polish(prob, t64, self.polish_steps)
+            t[sl] = t64
+            del t64
+            t64 = round_to_coupling(
+                t[sl].to(torch.float64).clamp_(min=0.0), prob.p, cl64.q[0]
+            )
+            costs[sl] = prob.cost(t64).cpu().numpy()
+            del t64
+        return costs
+
+    def solution(self, history: list[float], n_iter: int) -> BarycenterSolution:
+        """Support, polished couplings on the device, their float64 costs.
+
+        The plans stay in the solver's tensors (a :class:`TorchTransport`);
+        the last ``history`` entry is replaced by the weighted float64 costs.
         """
         z64 = self.z.to(torch.float64)
         dense64 = None if self.st.dense is None else self.st.dense.to(torch.float64)
         st64 = LowRankStructure(z64, dense64)
-        out: list[np.ndarray] = [np.empty(0)] * self.n_clouds
         costs64 = np.empty(self.n_clouds)
-        for (idx, cl), t in zip(self.batches, self.plans, strict=True):
-            cl64 = CloudBatch(cl.y.to(torch.float64))
-            prob = FGWProblem(st64, cl64, self.alpha)
-            t64 = round_to_coupling(
-                t.to(torch.float64).clamp_(min=0.0), prob.p, cl64.q[0]
-            )
-            if self.polish_steps and cl64.y.shape[1] == self.n_bary:
-                t64 = polish(prob, t64, self.polish_steps)
-            c64 = prob.cost(t64).cpu().numpy()
-            arr = t64.cpu().numpy()
-            for j, k in enumerate(idx):
-                out[k] = arr[j]
-                costs64[k] = c64[j]
+        for b, (idx, _) in enumerate(self.batches):
+            costs64[idx] = self._finish_batch(b, st64)
         history[-1] = float(np.asarray(self.weights) @ costs64)
+        transport = TorchTransport(
+            [(idx, t) for (idx, _), t in zip(self.batches, self.plans, strict=True)]
+        )
+        self.state = [None] * len(self.batches)  # drop the duals' references
         return BarycenterSolution(
             barycenter=(z64 * self.root).cpu().numpy(),
-            plans=out,
+            plans=transport,
             costs=costs64,
             history=history,
             n_iter=n_iter,

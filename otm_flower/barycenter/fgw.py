@@ -51,6 +51,7 @@ from .validation import (
     check_barycenter_options,
     effective_alpha,
     normalized_weights,
+    resolve_device,
 )
 
 __all__ = ["fgw_barycenter"]
@@ -58,13 +59,13 @@ __all__ = ["fgw_barycenter"]
 
 def _check_solver(
     solver: str, device: str, fast_options: Mapping[str, Any] | None
-) -> None:
+) -> str:
+    """The resolved device of a valid solver choice (MixerError otherwise)."""
     if solver not in SOLVERS:
         raise MixerError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if solver == "exact" and str(device) != "cpu":
-        raise MixerError(f"the exact solver runs on CPU only, got device={device!r}")
     if fast_options is not None and solver != "fast":
         raise MixerError("fast_options is only valid with solver='fast'")
+    return resolve_device(str(device), solver)
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def fgw_barycenter(
     init: int = 0,
     normalize_costs: bool = True,
     seed: int | None = None,
-    solver: Solver = "exact",
+    solver: Solver = "fast",
     structure: Structure = "features",
     device: str = "cpu",
     fast_options: Mapping[str, Any] | None = None,
@@ -187,20 +188,25 @@ def fgw_barycenter(
         Cloud that initialises the support, and the seed of that draw.
     normalize_costs : bool
         Divide all cost matrices by ``s = mean_k max(C_k)``.
-    solver : {"exact", "fast"}
-        POT's conditional gradient (the reference) or
-        :func:`otm_flower.fast_fgw.fast_fgw_barycenter`.
+    solver : {"fast", "exact"}
+        :func:`otm_flower.fast_fgw.fast_fgw_barycenter` (the default, as in
+        the run config) or POT's conditional gradient (the reference,
+        CPU only).
     structure : {"features", "free"}
         ``C = D(Z, Z)`` from the support, or optimised too.
     device : str
-        Torch device of the fast solver (the exact solver: ``"cpu"`` only).
+        Torch device of the fast solver: ``"cpu"``, ``"cuda[:N]"`` or
+        ``"auto"`` (:func:`otm_flower.mixer.resolve_device`; the exact
+        solver: ``"cpu"`` only).
     fast_options : mapping, optional
         Extra keywords of :func:`otm_flower.fast_fgw.fast_fgw_barycenter`.
 
     Returns
     -------
     BarycenterResult
-        Final support, plans solved against it, their costs and the history.
+        Final support, plans solved against it (``transport``; the fast
+        solver keeps them on ``device`` until ``plans`` is read), their costs
+        and the history.
 
     Raises
     ------
@@ -211,7 +217,7 @@ def fgw_barycenter(
     check_barycenter_options(
         len(clouds), variant, alpha, n_iter, tol, n_points, init, structure
     )
-    _check_solver(solver, device, fast_options)
+    device = _check_solver(solver, device, fast_options)
     w = normalized_weights(weights, len(clouds))
     size = None if n_points is None else int(n_points)
     support = init_support(clouds[init], size, np.random.default_rng(seed))
