@@ -10,7 +10,7 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
 from otm_flower import protocol as P
-from otm_flower.agent import agent_anchor_ids, agent_facts, evaluate_agent
+from otm_flower.agent import agent_anchor_ids, agent_facts, score_agent
 from otm_flower.config import RunConfig, parse_run_config
 from otm_flower.data import AgentData
 from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
@@ -23,6 +23,7 @@ from otm_flower.training import (
 )
 
 from .fedavg import handle_fedavg_evaluate, handle_fedavg_train
+from .model_out import save_model
 from .node import (
     agent_for_node,
     checkpoint_agent,
@@ -120,6 +121,8 @@ def _outgoing_codes(
             server_round=server_round,
         )
     if config.label_cost:  # the class of each uploaded code, in the clear
+        if agent.y_train is None:
+            raise ValueError("label-cost-weight > 0 needs labels (label-column)")
         codes = append_label_block(
             codes, agent.y_train[rows], n_classes, config.label_cost_weight
         )
@@ -136,7 +139,7 @@ def _save_upload_labels(
     """Write the uploaded rows' labels for the simulator's diagnostics, when on
     (a local file; never in a message)."""
     folder = diagnostics_dir(config.diagnostics_dir, context.run_id)
-    if folder is not None:
+    if folder is not None and agent.y_train is not None:
         save_upload_labels(folder, agent.agent_id, server_round, agent.y_train[rows])
 
 
@@ -200,15 +203,19 @@ def load_global_parameters(
 
 
 def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Message:
-    """Cluster (and classify) the agent's own test codes; reply with metrics only."""
-    round_config(msg)
+    """Cluster (and classify) the agent's own test codes; reply with metrics only.
+
+    In the run's last round the agent also writes its model (see
+    :func:`clients.model_out.save_model`).
+    """
+    server_round = _server_round(msg)
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     trainer = restore_trainer(config, agent, n_classes, context)
     load_global_parameters(msg, trainer, config)  # scored with the global layers
-    metrics: dict[str, int | float] = {
-        **evaluate_agent(trainer, agent, n_classes, config),
-        **agent_facts(agent),
-    }
+    scored = score_agent(trainer, agent, n_classes, config)
+    if server_round >= config.num_server_rounds:
+        save_model(context, config, trainer, agent, scored)
+    metrics: dict[str, int | float] = {**scored.metrics, **agent_facts(agent)}
     return evaluate_reply(msg, metrics)
 
 

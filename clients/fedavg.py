@@ -20,10 +20,11 @@ from flwr.app import (
 )
 
 from otm_flower import protocol as P
-from otm_flower.agent import agent_facts, evaluate_agent
+from otm_flower.agent import agent_facts, score_agent
 from otm_flower.config import RunConfig
 from otm_flower.training import LocalTrainer
 
+from .model_out import save_model
 from .node import agent_for_node, keep_agent_state, restore_trainer
 from .otm_messages import MetricValues
 
@@ -59,14 +60,19 @@ def handle_fedavg_train(msg: Message, context: Context, config: RunConfig) -> Me
 def handle_fedavg_evaluate(
     msg: Message, context: Context, config: RunConfig
 ) -> Message:
-    """Score the agent's encoder with the global shared layers; metrics only."""
+    """Score the agent's encoder with the global shared layers; metrics only
+    (and, in the last round, write the agent's model)."""
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     trainer = restore_trainer(config, agent, n_classes, context)
     _load_global(msg, trainer)
     config_record = msg.content.config_records.get(P.CONFIG_RECORD, ConfigRecord())
+    server_round = int(cast(int, config_record.get(P.KEY_ROUND, 0)))
+    scored = score_agent(trainer, agent, n_classes, config)
+    if server_round >= config.num_server_rounds:
+        save_model(context, config, trainer, agent, scored)
     metrics: MetricValues = {
-        **evaluate_agent(trainer, agent, n_classes, config),
+        **scored.metrics,
         **agent_facts(agent),
-        P.KEY_ROUND: int(cast(int, config_record.get(P.KEY_ROUND, 0))),
+        P.KEY_ROUND: server_round,
     }
     return Message(RecordDict({P.METRICS_RECORD: MetricRecord(metrics)}), reply_to=msg)

@@ -11,6 +11,8 @@ from otm_flower.agent import build_trainer, load_agents
 from otm_flower.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from otm_flower.config import RunConfig
 from otm_flower.data import AgentData
+from otm_flower.node_config import NodeConfig, parse_node_config
+from otm_flower.party_source import load_party
 from otm_flower.training import LocalTrainer
 
 from .otm_messages import remember_upload
@@ -23,28 +25,47 @@ STATE_KEY = "otm-agent"
 def agent_for_node(
     config: RunConfig, node_config: dict[str, Any]
 ) -> tuple[AgentData, int]:
-    """Pick this node's agent (``partition-id``) and the data set's class count.
+    """This node's agent and its cluster count.
 
-    A ``dataset`` entry in the node config (a path or name of data held by that
-    node) overrides the run config's.
+    With ``data-path`` the node is a party reading only its own file
+    (:func:`otm_flower.party_source.load_party`); otherwise it is the simulated
+    agent ``partition-id`` of the run's data set (a ``dataset`` node-config
+    entry overrides the run config's). Keys: :data:`otm_flower.node_config.
+    NODE_CONFIG_KEYS`.
+
+    Raises
+    ------
+    NodeConfigError
+        On an unknown or invalid node-config key.
+    ValueError
+        On a missing or out-of-range ``partition-id``, a party's bad file, or
+        a party without labels in a run without ``n-clusters``.
     """
-    if "partition-id" not in node_config:
+    node = parse_node_config(node_config)
+    if node.is_party:
+        return load_party(config, node)
+    return simulated_agent(config, node)
+
+
+def simulated_agent(config: RunConfig, node: NodeConfig) -> tuple[AgentData, int]:
+    """The agent ``partition-id`` of the run's (or the node's) data set."""
+    if node.partition_id is None:
         raise ValueError(
-            "node config has no 'partition-id': cannot tell which agent this is"
+            "node config has neither data-path (a party's own file) nor "
+            "'partition-id' (a simulated agent): cannot tell which agent this is"
         )
-    dataset = str(node_config.get("dataset", config.dataset))
+    dataset = node.dataset or config.dataset
     agents, n_classes = load_agents(config, dataset)
-    pid = int(node_config["partition-id"])
+    pid = node.partition_id
     if not 0 <= pid < len(agents):
         raise ValueError(
             f"partition-id {pid} out of range: {dataset} with agents-per-modality "
             f"{config.agents_per_modality} has {len(agents)} agents "
             f"(0..{len(agents) - 1})"
         )
-    num_partitions = node_config.get("num-partitions")
-    if num_partitions is not None and int(num_partitions) != len(agents):
+    if node.num_partitions is not None and node.num_partitions != len(agents):
         raise ValueError(
-            f"{num_partitions} nodes but {dataset} has {len(agents)} agents "
+            f"{node.num_partitions} nodes but {dataset} has {len(agents)} agents "
             f"(views x agents-per-modality): run with num-supernodes = {len(agents)}"
         )
     return agents[pid], n_classes

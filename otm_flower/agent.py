@@ -15,12 +15,15 @@ from contextvars import ContextVar
 
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import silhouette_score
 from sklearn.model_selection import train_test_split
 
-from .anchors import anchor_ids
+from .anchors import simulated_anchor_ids
 from .config import RunConfig
 from .data import AgentData, load_dataset, make_agents
-from .metrics import classification_accuracy, clustering_scores
+from .metrics import clustering_scores
 from .protocol import (
     KEY_AGENT,
     KEY_MODALITY,
@@ -63,6 +66,7 @@ def _cached_agents(
     seed: int,
     transform: AgentsTransform | None,
     validation_fraction: float,
+    preprocess: str = "auto",
 ) -> tuple[tuple[AgentData, ...], int]:
     data = load_dataset(dataset)
     agents = tuple(
@@ -72,6 +76,7 @@ def _cached_agents(
             unaligned_rate=unaligned_rate,
             test_fraction=test_fraction,
             seed=seed,
+            preprocess=preprocess,
         )
     )
     if transform is not None:
@@ -91,8 +96,10 @@ def validation_view(agent: AgentData, fraction: float, seed: int) -> AgentData:
     preprocessing stays as fitted on all training rows (no labels involved).
     """
     labels = agent.y_train
-    counts = np.bincount(labels)
-    stratify = labels if counts[counts > 0].min() >= 2 else None
+    stratify = None
+    if labels is not None:
+        counts = np.bincount(labels)
+        stratify = labels if counts[counts > 0].min() >= 2 else None
     fit, val = train_test_split(
         np.arange(agent.n_train),
         test_size=fraction,
@@ -103,18 +110,20 @@ def validation_view(agent: AgentData, fraction: float, seed: int) -> AgentData:
     return dataclasses.replace(
         agent,
         x_train=agent.x_train[fit],
-        y_train=agent.y_train[fit],
+        y_train=None if labels is None else labels[fit],
         train_ids=agent.train_ids[fit],
         x_test=agent.x_train[val],
-        y_test=agent.y_train[val],
+        y_test=None if labels is None else labels[val],
         test_ids=agent.train_ids[val],
+        link_ids=None if agent.link_ids is None else agent.link_ids[fit],
     )
 
 
 def load_agents(
     config: RunConfig, dataset: str | None = None
 ) -> tuple[tuple[AgentData, ...], int]:
-    """Every agent's data for a run, and the data set's class count.
+    """Every agent's data for a run, and its cluster count (``n-clusters``, or
+    the data set's class count when that is 0).
 
     Deterministic in the config and the active :func:`transformed_agents`
     transform (cached per process, so a node that answers many rounds loads its
@@ -124,12 +133,12 @@ def load_agents(
     ----------
     config : RunConfig
         Supplies ``agents-per-modality``, ``unaligned-rate``, ``test-fraction``,
-        ``seed``, ``validation-fraction`` and, unless ``dataset`` is given,
-        ``dataset``.
+        ``seed``, ``validation-fraction``, ``preprocess``, ``n-clusters`` and,
+        unless ``dataset`` is given, ``dataset``.
     dataset : str, optional
         A data set name or path overriding ``config.dataset`` (a node's own data).
     """
-    return _cached_agents(
+    agents, n_classes = _cached_agents(
         dataset or config.dataset,
         config.agents_per_modality,
         config.unaligned_rate,
@@ -137,7 +146,9 @@ def load_agents(
         config.seed,
         _TRANSFORM.get(),
         config.validation_fraction,
+        config.preprocess,
     )
+    return agents, config.n_clusters or n_classes
 
 
 def build_trainer(config: RunConfig, agent: AgentData, n_classes: int) -> LocalTrainer:
@@ -168,6 +179,70 @@ def build_trainer(config: RunConfig, agent: AgentData, n_classes: int) -> LocalT
     )
 
 
+@dataclasses.dataclass
+class Scored:
+    """An evaluation: the metrics, and the fitted models behind them.
+
+    Attributes
+    ----------
+    metrics : dict
+        ``silhouette`` always; ``acc``/``nmi``/``ari``/``purity`` with labels;
+        ``accuracy`` for classification.
+    centers : ndarray
+        The k-means centroids fitted on the test codes (the cluster model).
+    classifier : LogisticRegression or None
+        The classifier fitted on the training codes (classification only).
+    """
+
+    metrics: dict[str, float]
+    centers: np.ndarray
+    classifier: LogisticRegression | None = None
+
+
+def cluster_model(codes: np.ndarray, n_clusters: int, seed: int) -> KMeans:
+    """The k-means of codes that the clustering scores use (10 inits, seeded)."""
+    return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(
+        np.asarray(codes, dtype=np.float64)
+    )
+
+
+def silhouette(codes: np.ndarray, clusters: np.ndarray) -> float:
+    """Silhouette of the codes under their clusters (NaN with < 2 or all clusters)."""
+    found = len(np.unique(clusters))
+    if not 2 <= found <= len(codes) - 1:
+        return float("nan")
+    return float(silhouette_score(np.asarray(codes, dtype=np.float64), clusters))
+
+
+def score_codes(
+    train_codes: np.ndarray,
+    test_codes: np.ndarray,
+    agent: AgentData,
+    n_classes: int,
+    config: RunConfig,
+) -> Scored:
+    """Test metrics of an agent's representation, and the models fitted for them.
+
+    k-means on the test rows gives the label-free ``silhouette`` and, where the
+    agent has labels, clustering ACC/NMI/ARI/purity; for the classification
+    task, a logistic regression fitted on the training rows gives test
+    ``accuracy`` (``train_codes`` is unused for clustering).
+    """
+    kmeans = cluster_model(test_codes, n_clusters=n_classes, seed=config.seed)
+    metrics = {"silhouette": silhouette(test_codes, kmeans.labels_)}
+    classifier = None
+    if agent.labelled:
+        assert agent.y_test is not None and agent.y_train is not None
+        metrics.update(
+            clustering_scores(test_codes, agent.y_test, n_classes, seed=config.seed)
+        )
+        if config.task == "classification":
+            classifier = LogisticRegression(max_iter=2000)
+            classifier.fit(train_codes, agent.y_train)
+            metrics["accuracy"] = float(classifier.score(test_codes, agent.y_test))
+    return Scored(metrics, kmeans.cluster_centers_, classifier)
+
+
 def evaluate_codes(
     train_codes: np.ndarray,
     test_codes: np.ndarray,
@@ -175,31 +250,25 @@ def evaluate_codes(
     n_classes: int,
     config: RunConfig,
 ) -> dict[str, float]:
-    """Test metrics of an agent's representation (codes or raw features).
+    """Test metrics of an agent's representation (see :func:`score_codes`)."""
+    return score_codes(train_codes, test_codes, agent, n_classes, config).metrics
 
-    k-means on the test rows gives clustering ACC/NMI/ARI; for the
-    classification task, a logistic regression fitted on the training rows (with
-    the agent's own labels) gives test ``accuracy`` (``train_codes`` is unused
-    for clustering).
-    """
-    metrics = dict(
-        clustering_scores(test_codes, agent.y_test, n_classes, seed=config.seed)
-    )
-    if config.task == "classification":
-        metrics["accuracy"] = classification_accuracy(
-            train_codes, agent.y_train, test_codes, agent.y_test
-        )
-    return metrics
+
+def score_agent(
+    trainer: LocalTrainer, agent: AgentData, n_classes: int, config: RunConfig
+) -> Scored:
+    """:func:`score_codes` of the agent's trained encoder."""
+    classify = config.task == "classification"
+    train_codes = trainer.encode() if classify else np.empty((0, 0), np.float32)
+    test_codes = trainer.encode(agent.x_test)
+    return score_codes(train_codes, test_codes, agent, n_classes, config)
 
 
 def evaluate_agent(
     trainer: LocalTrainer, agent: AgentData, n_classes: int, config: RunConfig
 ) -> dict[str, float]:
-    """Test metrics of the agent's trained encoder (see :func:`evaluate_codes`)."""
-    classify = config.task == "classification"
-    train_codes = trainer.encode() if classify else np.empty((0, 0), np.float32)
-    test_codes = trainer.encode(agent.x_test)
-    return evaluate_codes(train_codes, test_codes, agent, n_classes, config)
+    """Test metrics of the agent's trained encoder (see :func:`score_codes`)."""
+    return score_agent(trainer, agent, n_classes, config).metrics
 
 
 def agent_facts(agent: AgentData) -> dict[str, int]:
@@ -214,11 +283,15 @@ def agent_facts(agent: AgentData) -> dict[str, int]:
 
 
 def agent_anchor_ids(agent: AgentData, config: RunConfig) -> np.ndarray | None:
-    """The agent's training rows' opaque anchor ids (``None`` when anchor-rate is 0).
+    """The agent's training rows' linked-record ids (``None``: no linkage).
 
-    Simulation: the shared record key is the sample's index in the data set and
-    the salt derives from the seed (see :mod:`otm_flower.anchors`).
+    A party's ids come from its record keys and link secret
+    (:mod:`otm_flower.party_source`); a simulated agent's from the run's
+    ``anchor-rate`` (:func:`otm_flower.anchors.simulated_anchor_ids`): both are
+    :func:`otm_flower.linkage.link_ids` of record keys.
     """
+    if agent.link_ids is not None:
+        return agent.link_ids
     if config.anchor_rate <= 0:
         return None
-    return anchor_ids(agent.train_ids, config.anchor_rate, f"otm-run-{config.seed}")
+    return simulated_anchor_ids(agent.train_ids, config.anchor_rate, config.seed)

@@ -1,16 +1,18 @@
-"""Opaque shared record ids ("anchors") for partly linked agents.
+"""Simulated record linkage, and which rows an agent with linked records uploads.
 
-Two institutions that can link a few records (a shared patient or customer key)
-derive, from that key and a salt they agree on, the same opaque 56-bit id; the
-server sees only these ids next to the uploaded codes, never the key, features or
-labels. Which records are linkable is itself decided by the key (a record is an
-anchor when a second hash of it falls below ``anchor-rate``), so every agent
-holding a record agrees on it without any coordination. In the simulator the key
-is the sample's index in the data set and the salt derives from the run's seed.
+Parties that share a record key for some records turn the keys into opaque
+linked-record ids with :func:`otm_flower.linkage.link_ids` (HMAC-SHA256 under a
+federation secret the server does not hold) and upload them next to the codes
+as the protocol's ``anchor-ids``.  The simulator's ``anchor-rate`` goes through
+the same path: :func:`simulated_record_keys` gives the linkable fraction of a
+data set's samples a record key (the sample index as text), and
+:func:`simulation_secret` derives the federation secret from the run's seed.
+A sample is linkable when a hash of (seed, sample index) falls below the rate,
+so every agent holding it agrees without coordination.
 
-What the ids reveal to the server: which uploaded rows of different agents are the
-same record, and, since anchored rows are uploaded every round, the same record's
-codes across rounds. Nothing else about the record.
+What the ids reveal to the server: which uploaded rows of different agents are
+the same record, and, since linked rows are uploaded every round, the same
+record's codes across rounds. Nothing else about the record.
 """
 
 from __future__ import annotations
@@ -18,6 +20,16 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+
+from .linkage import link_ids
+
+__all__ = [
+    "NO_ANCHOR",
+    "simulated_anchor_ids",
+    "simulated_record_keys",
+    "simulation_secret",
+    "upload_rows",
+]
 
 NO_ANCHOR = -1
 
@@ -27,33 +39,50 @@ def _hash64(salt: str, key: int, purpose: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def anchor_ids(record_keys: np.ndarray, rate: float, salt: str) -> np.ndarray:
-    """Opaque anchor id of each record, or :data:`NO_ANCHOR` (-1).
+def simulation_secret(seed: int) -> bytes:
+    """The simulated federation's link secret: 32 bytes derived from the seed."""
+    return hashlib.sha256(f"otm-flower simulated link secret {seed}".encode()).digest()
+
+
+def simulated_record_keys(sample_ids: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """Record keys of a simulated agent's rows: ``""`` for rows without one.
 
     Parameters
     ----------
-    record_keys : np.ndarray
-        The shared key of each of the agent's rows (int).
+    sample_ids : np.ndarray
+        Each row's sample index in the data set.
     rate : float
-        Fraction of records that are linkable, in ``[0, 1]``.
-    salt : str
-        Secret the agents share (not the server).
+        Fraction of the samples that are linkable, in ``[0, 1]``.
+    seed : int
+        The run's seed (the same samples are linkable at every agent).
 
     Returns
     -------
     np.ndarray
-        int64, one per row: a non-negative id below ``2**56`` for anchored rows,
-        -1 otherwise.
+        str, one per row: the sample index as text, or ``""``.
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"anchor rate must be in [0, 1], got {rate}")
-    out = np.full(len(record_keys), NO_ANCHOR, dtype=np.int64)
-    if rate == 0.0:
-        return out
-    for i, key in enumerate(np.asarray(record_keys, dtype=np.int64)):
-        if _hash64(salt, int(key), "pick") / 2.0**64 < rate:
-            out[i] = _hash64(salt, int(key), "id") >> 8
-    return out
+    salt = f"otm-run-{seed}"
+    return np.array(
+        [
+            str(int(s))
+            if rate > 0 and _hash64(salt, int(s), "pick") / 2.0**64 < rate
+            else ""
+            for s in np.asarray(sample_ids, dtype=np.int64)
+        ],
+        dtype=object,
+    ).astype(str)
+
+
+def simulated_anchor_ids(sample_ids: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """Opaque linked-record ids of a simulated agent's rows (-1: not linkable).
+
+    :func:`otm_flower.linkage.link_ids` of :func:`simulated_record_keys` under
+    :func:`simulation_secret`: the path of a real party's record keys.
+    """
+    keys = simulated_record_keys(sample_ids, rate, seed)
+    return link_ids(keys, simulation_secret(seed))
 
 
 def upload_rows(

@@ -14,9 +14,10 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from .multiview import DataError, MultiViewDataset
-from .view_transforms import check_method, preprocess_view
+from .preprocessing import Preprocessor
+from .view_transforms import check_method
 
-__all__ = ["AgentData", "make_agents"]
+__all__ = ["AgentData", "AgentRows", "agent_rows", "make_agents"]
 
 Split = tuple[np.ndarray, np.ndarray, str | None]
 """Train ids, test ids, and why stratification failed (``None`` if it did not)."""
@@ -36,22 +37,43 @@ class AgentData:
         Name of that view.
     x_train, x_test : ndarray
         Preprocessed float32 features, ``(n_train, dim)`` and ``(n_test, dim)``.
-    y_train, y_test : ndarray
-        int64 labels of those rows.
+    y_train, y_test : ndarray or None
+        int64 class indices of those rows (into ``classes``); ``None`` for a
+        party without labels.
     train_ids, test_ids : ndarray
-        Original sample index of each row; for the simulator's diagnostics only
+        Original sample index (or file row) of each row; node-local only
         (never to be sent to a server or another agent).
+    preprocessor : Preprocessor, optional
+        The feature transform fitted on the training rows (saved with the
+        party's model).
+    feature_names : list of str, optional
+        The raw feature columns, in order.
+    link_ids : ndarray, optional
+        int64 opaque linked-record id of each training row (-1: none), from
+        the party's record keys (:mod:`otm_flower.linkage`); node-local until
+        uploaded as the protocol's ``anchor-ids``.
+    classes : ndarray, optional
+        The original label value of each class index.
     """
 
     agent_id: int
     modality: int
     modality_name: str
     x_train: np.ndarray
-    y_train: np.ndarray
+    y_train: np.ndarray | None
     x_test: np.ndarray
-    y_test: np.ndarray
+    y_test: np.ndarray | None
     train_ids: np.ndarray
     test_ids: np.ndarray
+    preprocessor: Preprocessor | None = None
+    feature_names: list[str] | None = None
+    link_ids: np.ndarray | None = None
+    classes: np.ndarray | None = None
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the agent has class labels."""
+        return self.y_train is not None and self.y_test is not None
 
     @property
     def n_train(self) -> int:
@@ -121,19 +143,61 @@ def make_agents(
     DataError
         On non-finite or otherwise invalid view values.
     """
-    _check_arguments(agents_per_modality, unaligned_rate, test_fraction, seed)
     check_method(preprocess)
+    rows = agent_rows(
+        dataset,
+        agents_per_modality=agents_per_modality,
+        unaligned_rate=unaligned_rate,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    return [_agent(dataset, r, preprocess) for r in rows]
+
+
+@dataclass(frozen=True, eq=False)
+class AgentRows:
+    """Which samples of a data set one agent holds, in its row order.
+
+    Attributes
+    ----------
+    agent_id, view : int
+        The agent and the view it holds.
+    train, test : ndarray
+        Sample indices of its training and test rows.
+    """
+
+    agent_id: int
+    view: int
+    train: np.ndarray
+    test: np.ndarray
+
+
+def agent_rows(
+    dataset: MultiViewDataset,
+    *,
+    agents_per_modality: int = 1,
+    unaligned_rate: float = 1.0,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> list[AgentRows]:
+    """The samples (and their order) of every agent :func:`make_agents` builds.
+
+    The same parts, splits and unaligning shuffles as :func:`make_agents`,
+    without features; ``otm-flower split`` writes these rows to one file per
+    party so that file parties hold exactly the simulated agents' rows.
+    """
+    _check_arguments(agents_per_modality, unaligned_rate, test_fraction, seed)
     n_parts = int(agents_per_modality)
     _check_part_size(dataset, n_parts, test_fraction)
     splits = _part_splits(dataset, n_parts, float(test_fraction), seed)
     rate = float(unaligned_rate)
-    agents: list[AgentData] = []
+    out: list[AgentRows] = []
     for view in range(dataset.n_views):
         for p, split in enumerate(splits):
             agent_id = view * n_parts + p
             tr, te = _unaligned_rows(split, p, agent_id, rate, seed)
-            agents.append(_agent(dataset, view, agent_id, tr, te, preprocess))
-    return agents
+            out.append(AgentRows(agent_id, view, tr, te))
+    return out
 
 
 def _check_arguments(
@@ -269,26 +333,21 @@ def _unaligned_rows(
     return tr, te
 
 
-def _agent(
-    dataset: MultiViewDataset,
-    view: int,
-    agent_id: int,
-    tr: np.ndarray,
-    te: np.ndarray,
-    preprocess: str,
-) -> AgentData:
-    """Agent holding view ``view`` of samples ``tr`` and ``te``, preprocessed."""
+def _agent(dataset: MultiViewDataset, rows: AgentRows, preprocess: str) -> AgentData:
+    """Agent holding view ``rows.view`` of its samples, preprocessed."""
+    view, tr, te = rows.view, rows.train, rows.test
     x = dataset.views[view]
     name = dataset.view_names[view]
     try:
-        x_tr, x_te = preprocess_view(x[tr], x[te], preprocess)
-    except DataError as err:
+        fitted = Preprocessor(preprocess).fit(x[tr])
+        x_tr, x_te = fitted.transform(x[tr]), fitted.transform(x[te])
+    except ValueError as err:
         raise DataError(
             f"dataset {dataset.name!r} view {view} ({name}): {err}"
         ) from err
     labels = dataset.labels
     return AgentData(
-        agent_id=agent_id,
+        agent_id=rows.agent_id,
         modality=view,
         modality_name=name,
         x_train=x_tr,
@@ -297,4 +356,7 @@ def _agent(
         y_test=labels[te].copy(),
         train_ids=tr,
         test_ids=te,
+        preprocessor=fitted,
+        feature_names=[f"{name}_{j}" for j in range(x.shape[1])],
+        classes=np.arange(dataset.n_classes),
     )

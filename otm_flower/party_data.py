@@ -209,9 +209,13 @@ def _read_frame(source: Path, suffix: str, key_column: str | None) -> pd.DataFra
             frame = pd.read_csv(
                 source,
                 sep=sep,
-                engine="python" if sep is None else "c",
                 dtype={key_column: str} if key_column else None,
                 keep_default_na=True,
+                **(
+                    {"engine": "python"}
+                    if sep is None
+                    else {"engine": "c", "float_precision": "round_trip"}
+                ),
             )
     except pd.errors.EmptyDataError as err:
         raise PartyDataError(f"{source}: empty file (no header, no rows)") from err

@@ -12,16 +12,16 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.preprocessing import StandardScaler, normalize
 
-__all__ = ["KINDS", "SPARSE_ZERO_FRACTION", "Preprocessor", "choose_kind"]
+from .view_transforms import auto_method
 
-Kind: TypeAlias = Literal["standard", "l2", "none"]
-KINDS: tuple[str, ...] = ("standard", "l2", "none")
+__all__ = ["KINDS", "Preprocessor", "choose_kind"]
+
+Kind: TypeAlias = Literal["standard", "tfidf", "l2", "none"]
+KINDS: tuple[str, ...] = ("standard", "tfidf", "l2", "none")
 """The transforms a :class:`Preprocessor` can apply."""
-
-SPARSE_ZERO_FRACTION = 0.9
-"""Fraction of zero entries from which a non-negative view counts as sparse."""
 
 _FORMAT = 1  # version of the to_dict layout
 
@@ -33,24 +33,14 @@ def _values(x: Any) -> np.ndarray:
     return np.asarray(x.data) if sp.issparse(x) else np.asarray(x)
 
 
-def _zero_fraction(x: Matrix) -> float:
-    """Fraction of the entries of ``x`` that are zero (sparse or dense)."""
-    size = x.shape[0] * x.shape[1]
-    if size == 0:
-        return 0.0
-    if sp.issparse(x):
-        return 1.0 - float(np.count_nonzero(_values(x))) / size
-    return float(np.mean(np.asarray(x) == 0))
-
-
 def choose_kind(features: Matrix) -> Kind:
     """The automatic transform for a view, from its training rows.
 
-    Rule: ``"l2"`` when every value is non-negative and at least
-    :data:`SPARSE_ZERO_FRACTION` (90%) of the entries are zero, whether the
-    matrix is stored sparse or dense (bag-of-words counts, tf-idf weights);
-    otherwise ``"standard"`` (dense real-valued views).  ``"none"`` is never
-    chosen automatically.
+    The rule of the simulated agents'
+    :func:`~otm_flower.view_transforms.auto_method`, so a party reading its own
+    file and a simulated agent holding the same rows preprocess them alike:
+    ``"tfidf"`` for sparse non-negative counts, ``"l2"`` for sparse
+    non-negative non-integer weights, ``"standard"`` otherwise.
 
     Parameters
     ----------
@@ -59,17 +49,16 @@ def choose_kind(features: Matrix) -> Kind:
 
     Returns
     -------
-    {"standard", "l2"}
+    {"standard", "tfidf", "l2"}
     """
-    values = _values(features)
-    non_negative = values.size == 0 or float(values.min()) >= 0.0
-    if non_negative and _zero_fraction(features) >= SPARSE_ZERO_FRACTION:
-        return "l2"
-    return "standard"
+    kind = auto_method(features)
+    if kind not in KINDS:
+        raise ValueError(f"automatic preprocessing chose unknown kind {kind!r}")
+    return kind  # type: ignore[return-value]
 
 
 def _dense(x: Any) -> np.ndarray:
-    return x.toarray() if sp.issparse(x) else np.asarray(x)
+    return x.toarray() if sp.issparse(x) else np.asarray(x, dtype=np.float64)
 
 
 class Preprocessor:
@@ -81,6 +70,9 @@ class Preprocessor:
       :class:`~sklearn.preprocessing.StandardScaler` (population standard
       deviation; a zero-variance column is only centred, so it is 0 on the
       training rows); sparse input is densified first.
+    - ``"tfidf"``: tf-idf weighting (scikit-learn's
+      :class:`~sklearn.feature_extraction.text.TfidfTransformer`, idf fitted on
+      the training rows) then unit L2 rows, for non-negative counts;
     - ``"l2"``: scale every row to unit Euclidean norm with
       :func:`sklearn.preprocessing.normalize` (all-zero rows stay zero); no
       fitted state, sparse input stays sparse until the dense output.
@@ -88,7 +80,7 @@ class Preprocessor:
 
     Parameters
     ----------
-    kind : {"auto", "standard", "l2", "none"}, default "auto"
+    kind : {"auto", "standard", "tfidf", "l2", "none"}, default "auto"
         ``"auto"`` picks the kind in :meth:`fit` with :func:`choose_kind`.
 
     Raises
@@ -103,6 +95,7 @@ class Preprocessor:
         self.kind: str = kind
         self.n_features: int | None = None
         self._scaler: StandardScaler | None = None
+        self._tfidf: TfidfTransformer | None = None
 
     @property
     def is_fitted(self) -> bool:
@@ -127,9 +120,12 @@ class Preprocessor:
             raise ValueError("Preprocessor.fit: no rows to fit on")
         if self.kind == "auto":
             self.kind = choose_kind(features)
-        self._scaler = None
+        self._scaler = self._tfidf = None
         if self.kind == "standard":
             self._scaler = StandardScaler().fit(_dense(features))
+        elif self.kind == "tfidf":
+            _check_non_negative(features, "fit")
+            self._tfidf = TfidfTransformer(norm=None).fit(sp.csr_matrix(features))
         self.n_features = int(features.shape[1])
         return self
 
@@ -157,6 +153,11 @@ class Preprocessor:
         if self.kind == "standard":
             assert self._scaler is not None
             out = self._scaler.transform(_dense(features))
+        elif self.kind == "tfidf":
+            assert self._tfidf is not None
+            _check_non_negative(features, "transform")
+            weighted = self._tfidf.transform(sp.csr_matrix(features))
+            out = _dense(normalize(weighted, norm="l2"))
         elif self.kind == "l2":
             out = _dense(normalize(features, norm="l2"))
         else:
@@ -177,6 +178,8 @@ class Preprocessor:
             state["var"] = [float(v) for v in self._scaler.var_]
             state["scale"] = [float(v) for v in self._scaler.scale_]
             state["n_samples_seen"] = int(self._scaler.n_samples_seen_)
+        if self._tfidf is not None:
+            state["idf"] = [float(v) for v in self._tfidf.idf_]
         return state
 
     @classmethod
@@ -199,6 +202,8 @@ class Preprocessor:
         out.n_features = int(state["n_features"])
         if kind == "standard":
             out._scaler = _restored_scaler(state, out.n_features)
+        elif kind == "tfidf":
+            out._tfidf = _restored_tfidf(state, out.n_features)
         return out
 
 
@@ -228,6 +233,32 @@ def _restored_scaler(state: dict[str, Any], n_features: int) -> StandardScaler:
     scaler.n_samples_seen_ = seen
     scaler.n_features_in_ = n_features
     return scaler
+
+
+def _restored_tfidf(state: dict[str, Any], n_features: int) -> TfidfTransformer:
+    """A fitted TfidfTransformer with the stored idf weights."""
+    try:
+        idf = np.asarray(state["idf"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"preprocessor state: bad tf-idf values ({err})") from err
+    if idf.shape != (n_features,):
+        raise ValueError(
+            f"preprocessor state: idf has shape {idf.shape}, expected ({n_features},)"
+        )
+    tfidf = TfidfTransformer(norm=None)
+    tfidf.idf_ = idf
+    tfidf.n_features_in_ = n_features
+    return tfidf
+
+
+def _check_non_negative(x: Matrix, where: str) -> None:
+    """Refuse negative values (tf-idf weights counts)."""
+    values = _values(x)
+    if values.size and float(values.min()) < 0:
+        raise ValueError(
+            f"Preprocessor.{where}: tfidf needs non-negative features, "
+            f"{int((values < 0).sum())} values are negative"
+        )
 
 
 def _check_matrix(x: Matrix, n_features: int | None, where: str) -> None:

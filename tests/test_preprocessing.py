@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import StandardScaler, normalize
 
 from otm_flower.preprocessing import Preprocessor, choose_kind
+from otm_flower.view_transforms import preprocess_view
 
 
 def _gaussian(n: int = 40, d: int = 5, seed: int = 0) -> np.ndarray:
@@ -23,11 +24,26 @@ def _bag_of_words(n: int = 40, d: int = 200, seed: int = 0) -> sp.csr_matrix:
     return x
 
 
-def test_sparse_non_negative_view_picks_l2() -> None:
+def test_sparse_counts_pick_tfidf_and_sparse_weights_l2() -> None:
     x = _bag_of_words()
-    assert choose_kind(x) == "l2"
-    assert choose_kind(x.toarray()) == "l2"  # stored dense, same rule
-    assert Preprocessor().fit(x).kind == "l2"
+    assert choose_kind(x) == "tfidf"
+    assert choose_kind(x.toarray()) == "tfidf"  # stored dense, same rule
+    assert Preprocessor().fit(x).kind == "tfidf"
+    weights = x.copy()
+    weights.data = weights.data / 7.0
+    assert choose_kind(weights) == "l2"
+
+
+@pytest.mark.parametrize("kind", ["auto", "standard", "tfidf", "l2", "none"])
+def test_same_values_as_the_simulated_agents_transform(kind: str) -> None:
+    """A party's Preprocessor and a simulated agent's preprocess_view agree
+    exactly, so a party file and a simulated agent train on the same rows."""
+    x = _bag_of_words(60) if kind in ("tfidf", "l2") else _gaussian(60)
+    train, test = x[:45], x[45:]
+    fitted = Preprocessor(kind).fit(train)
+    expected_train, expected_test = preprocess_view(train, test, kind)
+    np.testing.assert_array_equal(fitted.transform(train), expected_train)
+    np.testing.assert_array_equal(fitted.transform(test), expected_test)
 
 
 def test_dense_gaussian_view_picks_standard() -> None:
@@ -70,7 +86,12 @@ def test_none_keeps_values() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "x"),
-    [("auto", _gaussian()), ("auto", _bag_of_words()), ("none", _gaussian())],
+    [
+        ("auto", _gaussian()),
+        ("auto", _bag_of_words()),
+        ("l2", _bag_of_words()),
+        ("none", _gaussian()),
+    ],
 )
 def test_save_load_round_trip_through_json(kind: str, x: np.ndarray) -> None:
     fitted = Preprocessor(kind).fit(x)
@@ -99,5 +120,9 @@ def test_refusals() -> None:
     state["mean"] = state["mean"][:2]
     with pytest.raises(ValueError, match=r"mean has shape \(2,\), expected \(5,\)"):
         Preprocessor.from_dict(state)
-    with pytest.raises(ValueError, match="unknown kind 'tfidf'"):
+    with pytest.raises(ValueError, match="unknown kind 'zscore'"):
+        Preprocessor.from_dict({"format": 1, "kind": "zscore", "n_features": 5})
+    with pytest.raises(ValueError, match="bad tf-idf values"):
         Preprocessor.from_dict({"format": 1, "kind": "tfidf", "n_features": 5})
+    with pytest.raises(ValueError, match="tfidf needs non-negative"):
+        Preprocessor("tfidf").fit(_gaussian())
