@@ -1,7 +1,11 @@
-"""``otm-flower run`` rejects bad input before starting a simulation."""
+"""``otm-flower``: bad input rejected before a simulation starts, the default
+runtime, a fast ``--help``, forwarded subcommands, the Ray options."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,3 +35,77 @@ def test_missing_and_corrupt_files_are_named(tmp_path: Path, capsys) -> None:
     corrupt.write_bytes(b"not a mat file at all")
     assert main(["run", "--dataset", str(corrupt)]) == 2
     assert "corrupt.mat" in capsys.readouterr().err
+
+
+def test_run_defaults_to_the_inprocess_runtime() -> None:
+    from simulations import cli, runner
+
+    args = cli.build_parser().parse_args(["run"])
+    assert args.runtime == "inprocess"
+    assert set(cli.RUNTIMES) == set(runner.RUNTIMES)
+    assert cli.simulate is runner.simulate  # re-exported, imported on use
+
+
+def test_help_loads_neither_torch_nor_flower_and_takes_under_2_s() -> None:
+    code = (
+        "import sys, time; t = time.perf_counter(); import simulations.cli as c; "
+        "c.build_parser().format_help(); dt = time.perf_counter() - t; "
+        "heavy = [m for m in ('torch', 'flwr', 'sklearn', 'ray', 'ot', 'scipy') "
+        "if m in sys.modules]; print(heavy, dt)"
+    )
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulations.cli", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall = time.perf_counter() - start
+    assert "--runtime" in proc.stdout and "--ray-address" in proc.stdout
+    assert wall < 2.0, f"otm-flower run --help took {wall:.2f} s"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "[]", f"--help imported {out[0]}"
+
+
+def test_split_and_predict_are_forwarded(monkeypatch, capsys) -> None:
+    from simulations import cli
+
+    assert cli.FORWARDED["split"][0] == "simulations.split"
+    assert cli.FORWARDED["predict"][0] == "simulations.predict"
+    monkeypatch.setitem(cli.FORWARDED, "split", ("simulations.no_such_tool", "x"))
+    assert cli.main(["split", "--help"]) == 2
+    err = capsys.readouterr().err
+    assert "'split' is not available" in err and "simulations.no_such_tool" in err
+
+
+def test_forwarded_subcommand_gets_its_arguments(monkeypatch) -> None:
+    from simulations import cli
+
+    monkeypatch.setitem(cli.FORWARDED, "overrides", ("simulations.overrides", "x"))
+    seen = []
+    monkeypatch.setattr(
+        "simulations.overrides.main", lambda argv: seen.append(argv) or 5, raising=False
+    )
+    assert cli.main(["overrides", "--a", "b"]) == 5
+    assert seen == [["--a", "b"]]
+
+
+def test_ray_options_give_flowers_backend_config(monkeypatch) -> None:
+    from otm_flower.config import ConfigError
+    from simulations.runner import RayOptions
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    local = RayOptions(num_cpus=3, cpus_per_agent=0.5, gpus_per_agent=0.25)
+    config = local.backend_config()
+    assert config["client_resources"] == {"num_cpus": 0.5, "num_gpus": 0.25}
+    assert config["init_args"]["num_cpus"] == 3
+    assert "address" not in config["init_args"]
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:7777")
+    attached = RayOptions().backend_config(verbose=True)["init_args"]
+    assert attached == {"address": "127.0.0.1:7777"}
+    with pytest.raises(ConfigError, match="num-cpus sizes a local Ray instance"):
+        RayOptions(num_cpus=2).backend_config()
+    with pytest.raises(ConfigError, match="cpus-per-agent must be > 0"):
+        RayOptions(cpus_per_agent=0).backend_config()
