@@ -6,8 +6,13 @@ go into the replies (and, for the hybrids ``otm-fedavg`` / ``otm-head``, the
 shared model parameters); which rows were encoded stays in the node's
 ``context.state``.
 
-Importing this module loads Flower's ``flwr.app``, numpy and
-:mod:`otm_flower.protocol` only: no torch, POT or scikit-learn.
+Every array the server sends is decoded with
+:func:`otm_flower.wire_arrays.read_array` (the data must hold the bytes its
+header claims) and every problem in a server message is a ``ProtocolError``.
+
+Importing this module loads Flower's ``flwr.app``, numpy,
+:mod:`otm_flower.protocol` and :mod:`otm_flower.wire_arrays` only: no torch, POT
+or scikit-learn.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from flwr.app import (
 
 from otm_flower import protocol as P
 from otm_flower.protocol import MixTargets
+from otm_flower.wire_arrays import read_array
 
 #: ConfigRecord in ``context.state`` with the rows of the agent's last upload
 #: (node-local, never sent).
@@ -61,7 +67,8 @@ def read_mix_targets(msg: Message, context: Context) -> MixTargets | None:
     Raises
     ------
     ProtocolError
-        When the codes do not match the last upload (rows, or not finite).
+        When the record has no mixed codes, or the codes do not match the last
+        upload (rows, width), are not floating point or not finite in float32.
     """
     round_config(msg)
     if P.CODES_RECORD not in msg.content.array_records:
@@ -70,23 +77,48 @@ def read_mix_targets(msg: Message, context: Context) -> MixTargets | None:
     if rows is None:
         return None
     record = msg.content.array_records[P.CODES_RECORD]
-    mixed = _matching_codes("mixed", record[P.KEY_MIXED].numpy(), len(rows))
+    if P.KEY_MIXED not in record:
+        raise P.ProtocolError(
+            f"record {P.CODES_RECORD!r} has no array {P.KEY_MIXED!r} "
+            f"(it holds {sorted(record)[:5]})"
+        )
+    mixed = _matching_codes(P.KEY_MIXED, record[P.KEY_MIXED], len(rows))
     barycenter = None
     if P.KEY_BARYCENTER in record:
         barycenter = _matching_codes(
-            "barycenter", record[P.KEY_BARYCENTER].numpy(), len(rows)
+            P.KEY_BARYCENTER, record[P.KEY_BARYCENTER], len(rows)
         )
+        if barycenter.shape != mixed.shape:
+            raise P.ProtocolError(
+                f"{P.KEY_BARYCENTER} of shape {barycenter.shape} unlike "
+                f"{P.KEY_MIXED} of shape {mixed.shape}"
+            )
     return MixTargets(rows, mixed, barycenter)
 
 
-def _matching_codes(name: str, codes: np.ndarray, n_rows: int) -> np.ndarray:
-    """``codes`` when they are finite and ``n_rows x d``; else a ProtocolError."""
-    if codes.ndim != 2 or codes.shape[0] != n_rows or not np.isfinite(codes).all():
+def _matching_codes(name: str, array: Array, n_rows: int) -> np.ndarray:
+    """The codes of ``array`` when they are ``n_rows x d`` (``d >= 1``) floats,
+    finite in float32; else a ProtocolError."""
+    codes = read_array(array, name)
+    if codes.ndim != 2 or codes.shape[0] != n_rows or codes.shape[1] == 0:
         raise P.ProtocolError(
-            f"{name} codes of shape {codes.shape} do not match the last upload "
-            f"of {n_rows} rows, or are not finite"
+            f"{name} of shape {codes.shape} do not match the last upload "
+            f"of {n_rows} rows"
         )
-    return codes
+    return _finite_floats(name, codes)
+
+
+def _finite_floats(name: str, values: np.ndarray) -> np.ndarray:
+    """``values`` (unchanged) when floating point and finite in float32, the
+    precision the agents train in; else a ProtocolError."""
+    if not np.issubdtype(values.dtype, np.floating):
+        raise P.ProtocolError(f"{name} must be floating point, got {values.dtype}")
+    with np.errstate(over="ignore"):
+        finite = np.isfinite(values.astype(np.float32))
+    if not finite.all():
+        bad = int((~finite).sum())
+        raise P.ProtocolError(f"{name} hold {bad} NaN/Inf values (in float32)")
+    return values
 
 
 def remember_upload(context: Context, rows: np.ndarray) -> None:
@@ -109,16 +141,35 @@ def read_shared_arrays(msg: Message) -> dict[str, np.ndarray] | None:
 
     Returns ``None`` when the message carries none (every OTM method in round 1,
     and methods that share no parameters).
+
+    Raises
+    ------
+    ProtocolError
+        When an array is not floating point, or not finite in float32.
     """
     record = msg.content.array_records.get(P.SHARED_RECORD)
     if record is None or len(record) == 0:
         return None
-    return {key: array.numpy() for key, array in record.items()}
+    arrays = {}
+    for key, array in record.items():
+        name = f"shared parameter {key!r}"
+        arrays[key] = _finite_floats(name, read_array(array, name))
+    return arrays
 
 
 def upload_size(msg: Message, n_train: int) -> int:
-    """Codes to upload: the server's ``mix-batch-size``, at most ``n_train``."""
-    size = int(cast(int, round_config(msg).get(P.KEY_MIX_BATCH, n_train)))
+    """Codes to upload: the server's ``mix-batch-size``, at most ``n_train``.
+
+    Raises
+    ------
+    ProtocolError
+        When ``mix-batch-size`` is not a positive integer.
+    """
+    size = round_config(msg).get(P.KEY_MIX_BATCH, n_train)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise P.ProtocolError(
+            f"{P.KEY_MIX_BATCH} must be a positive integer, got {size!r}"
+        )
     return max(1, min(size, n_train))
 
 

@@ -19,8 +19,15 @@ from flwr.app import Message, MetricRecord, RecordDict
 from otm_flower import protocol as P
 from otm_flower.averaging import validate_shared
 from otm_flower.screening import screen_clouds
+from otm_flower.wire_arrays import read_array
 
 Rejection = tuple[int, str]
+
+#: Largest code magnitude accepted: codes are float32 on the wire, and the
+#: mixed codes sent back must be finite in float32 too.
+MAX_CODE_MAGNITUDE = float(np.finfo(np.float32).max) / 4
+#: Largest opaque anchor id (the ids are int64).
+MAX_ANCHOR_ID = int(np.iinfo(np.int64).max)
 
 
 class RejectedReply(Exception):
@@ -82,13 +89,13 @@ def read_train_reply(
     try:
         content = _content(msg)
         record = content.array_records[P.CODES_RECORD]
-        raw = record[P.KEY_CODES].numpy()
+        raw = read_array(record[P.KEY_CODES], P.KEY_CODES)
         codes = _codes(raw, latent_dim, max_rows, label_cost)
         nbytes += raw.nbytes
         ids = None
         if P.KEY_ANCHORS in record:
-            raw_ids = record[P.KEY_ANCHORS].numpy()
-            ids = P.validate_anchor_ids(raw_ids, len(codes))
+            raw_ids = read_array(record[P.KEY_ANCHORS], P.KEY_ANCHORS)
+            ids = _anchor_ids(raw_ids, len(codes))
             nbytes += raw_ids.nbytes
         metrics = content.metric_records[P.METRICS_RECORD]
         if share == "none":
@@ -123,12 +130,26 @@ def _codes(
 ) -> np.ndarray:
     """Validated codes; with ``label_cost`` wider than ``latent_dim``."""
     codes = P.validate_codes(raw, None if label_cost else latent_dim, max_rows)
+    if np.abs(codes).max() > MAX_CODE_MAGNITUDE:
+        raise P.ProtocolError(
+            f"codes reach magnitude {np.abs(codes).max():.3g}, beyond "
+            f"{MAX_CODE_MAGNITUDE:.3g} (float32 range)"
+        )
     if label_cost and latent_dim is not None and codes.shape[1] <= latent_dim:
         raise P.ProtocolError(
             f"codes have {codes.shape[1]} columns; with label-cost-weight > "
             f"0 they need latent-dim {latent_dim} + one per class"
         )
     return codes
+
+
+def _anchor_ids(raw: np.ndarray, n_rows: int) -> np.ndarray:
+    """Validated anchor ids; unsigned ids must fit int64 (no wrap to -1)."""
+    if raw.dtype.kind == "u" and raw.size and int(raw.max()) > MAX_ANCHOR_ID:
+        raise P.ProtocolError(
+            f"anchor id {int(raw.max())} exceeds the int64 range of the protocol"
+        )
+    return P.validate_anchor_ids(raw, n_rows)
 
 
 def _shared_arrays(content: RecordDict, share: str) -> dict[str, np.ndarray]:
@@ -139,7 +160,10 @@ def _shared_arrays(content: RecordDict, share: str) -> dict[str, np.ndarray]:
             f"(this run averages {share!r} parameters)"
         )
     record = content.array_records[P.SHARED_RECORD]
-    return {key: array.numpy() for key, array in record.items()}
+    return {
+        key: read_array(array, f"shared parameter {key!r}")
+        for key, array in record.items()
+    }
 
 
 def _example_weight(metrics: MetricRecord) -> float:
@@ -159,12 +183,16 @@ def read_evaluate_reply(msg: Message) -> dict[str, float]:
     Raises
     ------
     RejectedReply
-        When the agent failed or sent no metrics record.
+        When the agent failed, sent no metrics record, or a NaN/Inf metric.
     """
     if msg.has_error() or P.METRICS_RECORD not in msg.content.metric_records:
         reason = msg.error.reason if msg.has_error() else "no metrics record"
         raise RejectedReply(f"evaluation: {reason}")
-    return scalar_metrics(msg.content.metric_records[P.METRICS_RECORD])
+    metrics = scalar_metrics(msg.content.metric_records[P.METRICS_RECORD])
+    bad = sorted(key for key, value in metrics.items() if not np.isfinite(value))
+    if bad:
+        raise RejectedReply(f"evaluation: metrics {bad[:5]} are NaN/Inf")
+    return metrics
 
 
 def check_code_width(
