@@ -191,11 +191,12 @@ def chance_label(chance: float, n_classes: int) -> str:
     return f"agreement at chance (sum of squared class shares = {chance:.3f})"
 
 
-def plot_history(result: dict[str, Any], path: str | Path) -> Path:
-    """Plot mean test metrics (and coupling agreement) per round to ``path``.
+def history_figure(result: dict[str, Any]) -> Any:
+    """A matplotlib figure of mean test metrics (and coupling agreement) per round.
 
     Rounds are integer ticks; with a coupling agreement, a dotted line marks its
-    chance level (:func:`agreement_chance`), labelled as such.
+    chance level (:func:`agreement_chance`), labelled as such. Drawn on the Agg
+    canvas, without pyplot's global state.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -217,9 +218,14 @@ def plot_history(result: dict[str, Any], path: str | Path) -> Path:
     ax.set_title(f"{result['method']} on {result['dataset']} (seed {result['seed']})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    return fig
+
+
+def plot_history(result: dict[str, Any], path: str | Path) -> Path:
+    """Write :func:`history_figure` of ``result`` as a PNG to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    history_figure(result).savefig(path, dpi=120, bbox_inches="tight", format="png")
     return path
 
 

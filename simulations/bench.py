@@ -2,9 +2,12 @@
 
 Each run writes one JSON result (``OUT/runs/<run>.json``, written atomically, so an
 interrupted grid resumes where it stopped: finished runs are not re-run); the
-summary (``OUT/summary.md``: tables of mean +- std over seeds; ``OUT/rounds.png``)
-is rebuilt from every result at the end. Per-method hyperparameters come from a
-TOML file of run-config tables (``configs/hyperparameters.toml`` by default).
+summary (``OUT/summary.md``: tables of mean +- std over seeds; ``OUT/rounds.png``;
+``OUT/report.html``, one self-contained page) is rebuilt from every result at the
+end; ``OUT/command.json`` records the command line, date and machine.
+``--readme DIR...`` regenerates the README's results block from bench folders.
+Per-method hyperparameters come from a TOML file of run-config tables
+(``configs/hyperparameters.toml`` by default).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from simulations.benchmark.hyperparameters import (
 )
 from simulations.benchmark.report import write_summary
 from simulations.benchmark.tables import gains, summary_table
+from simulations.html_report import write_bench_report
 from simulations.overrides import parse_set
+from simulations.readme_results import readme_block, record_command, update_readme
 
 __all__ = [
     "DEFAULT_HYPERPARAMETERS",
@@ -101,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run nothing: print the tables of the results in these bench folders",
     )
+    parser.add_argument(
+        "--readme",
+        nargs="*",
+        metavar="DIR",
+        default=None,
+        help="run nothing: regenerate the README's results block (between "
+        "<!-- results:start --> and <!-- results:end -->) from these bench "
+        "folders (default: --out)",
+    )
+    parser.add_argument(
+        "--readme-file", default="README.md", help="the README --readme rewrites"
+    )
     return parser
 
 
@@ -156,6 +173,13 @@ def _summarize(folders: list[str]) -> int:
     return 0
 
 
+def _readme(folders: list[str], readme: str) -> int:
+    """``--readme``: rewrite the README's results block from ``folders``."""
+    path = update_readme(readme, readme_block(folders))
+    print(f"bench: results block of {path} regenerated from {', '.join(folders)}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> list[tuple[BenchRun, str]]:
     """Plan and run the grid; return the failed cells with their reasons."""
     if args.seeds < 1 or args.jobs < 1:
@@ -165,6 +189,7 @@ def _run(args: argparse.Namespace) -> list[tuple[BenchRun, str]]:
     runs = plan_runs(args, hyper, extra)
     if args.embeddings and args.runtime != "inprocess":
         raise ConfigError("--embeddings needs --runtime inprocess")
+    record_command(args.out, args.argv)
     _, failed = run_grid(
         runs,
         args.out,
@@ -181,8 +206,12 @@ def _run(args: argparse.Namespace) -> list[tuple[BenchRun, str]]:
 def _finish(out: str, failed: list[tuple[BenchRun, str]]) -> int:
     """Write and print the summary, report failures (``OUT/failures.json``)."""
     summary = write_summary(out, load_results(out))
+    report = write_bench_report(out)
     print(summary.read_text())
-    print(f"bench: summary in {summary}; per-run results in {Path(out) / 'runs'}")
+    print(
+        f"bench: summary in {summary}, report in {report}; "
+        f"per-run results in {Path(out) / 'runs'}"
+    )
     for run, error in failed:
         print(f"bench: {run.name} failed: {error}", file=sys.stderr)
     if failed:
@@ -194,12 +223,16 @@ def _finish(out: str, failed: list[tuple[BenchRun, str]]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``otm-flower bench``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     if args.summarize:
         return _summarize(args.summarize)
     try:
+        if args.readme is not None:
+            return _readme(args.readme or [args.out], args.readme_file)
         failed = _run(args)
-    except (ConfigError, ValueError) as err:
+    except (ConfigError, ValueError, OSError) as err:
         print(f"otm-flower bench: error: {err}", file=sys.stderr)
         return 2
     return _finish(args.out, failed)

@@ -9,6 +9,7 @@ from otm_flower.metrics import (
     classification_accuracy,
     clustering_accuracy,
     clustering_scores,
+    purity,
 )
 from otm_flower.models import mmd_imq
 from otm_flower.training import LocalTrainer, LossWeights, MixTargets
@@ -24,6 +25,21 @@ def test_clustering_accuracy_is_invariant_to_cluster_names() -> None:
         clustering_accuracy(labels, labels[:3])
 
 
+def test_purity_of_a_constructed_case() -> None:
+    # Three clusters of 6, 6 and 5 samples; majority classes 5, 4 and 3 of them:
+    # purity 12/17 (the textbook example of Manning et al., Introduction to IR).
+    labels = np.array([0] * 5 + [1] + [0] + [1] * 4 + [2] + [0] * 2 + [2] * 3)
+    clusters = np.repeat([7, 8, 9], [6, 6, 5])
+    assert purity(labels, clusters) == pytest.approx(12 / 17)
+    # Two clusters with the same majority class: purity 1, ACC (one-to-one) 4/6.
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    clusters = np.array([0, 0, 1, 1, 2, 2])
+    assert purity(labels, clusters) == 1.0
+    assert clustering_accuracy(labels, clusters) == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="equally long"):
+        purity(labels, clusters[:2])
+
+
 def blobs(n: int = 300, k: int = 3, d: int = 10, seed: int = 0):
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(k), n // k)
@@ -36,6 +52,7 @@ def test_scores_on_separable_blobs() -> None:
     x, y = blobs()
     scores = clustering_scores(x, y, n_clusters=3)
     assert scores["acc"] > 0.95 and scores["nmi"] > 0.9 and scores["ari"] > 0.9
+    assert scores["acc"] <= scores["purity"] <= 1.0
     assert classification_accuracy(x[::2], y[::2], x[1::2], y[1::2]) > 0.95
     with pytest.raises(ValueError, match="NaN"):
         clustering_scores(np.full_like(x, np.nan), y, 3)
@@ -138,20 +155,51 @@ def test_coupling_agreement_known_cases() -> None:
 
 
 def test_run_folder_and_history_plot(tmp_path) -> None:
-    from otm_flower.results import build_result, plot_history, run_folder
+    from otm_flower.results import (
+        build_result,
+        format_summary,
+        history_figure,
+        plot_history,
+        run_folder,
+    )
 
     config = {
-        "dataset": "/data/BDGP.mat",
+        "dataset": "handwritten",
         "method": "otm",
         "task": "clustering",
         "seed": 3,
-        "num-server-rounds": 2,
+        "num-server-rounds": 3,
     }
     folder = run_folder(tmp_path, config, run_id=42)
-    assert folder == tmp_path.resolve() / "bdgp-otm-clustering-seed3-run42"
-    metrics = {r: {0: {"acc": 0.5 + r / 10, "nmi": 0.4, "ari": 0.3}} for r in (1, 2)}
-    result = build_result(config, metrics, wall_s=1.0, bytes_up=0, bytes_down=0)
-    assert [h["acc"] for h in result["history"]] == pytest.approx([0.6, 0.7])
+    assert folder == tmp_path.resolve() / "handwritten-otm-clustering-seed3-run42"
+    metrics = {
+        r: {
+            0: {"acc": 0.5 + r / 10, "nmi": 0.4, "ari": 0.3, "purity": 0.6 + r / 10},
+            1: {"acc": 0.5, "nmi": 0.4, "ari": 0.3, "purity": 0.5},
+        }
+        for r in (1, 2, 3)
+    }
+    agreement = [{"round": r, "mean": 0.1 + 0.2 * r} for r in (2, 3)]
+    result = build_result(
+        config,
+        metrics,
+        wall_s=1.0,
+        bytes_up=0,
+        bytes_down=0,
+        extra={"coupling_agreement_history": agreement},
+    )
+    assert [h["acc"] for h in result["history"]] == pytest.approx([0.55, 0.6, 0.65])
+    assert [a["purity"] for a in result["agents"]] == pytest.approx([0.9, 0.5])
+    assert result["mean"]["purity"] == pytest.approx(0.7)
+    assert "PURITY" in format_summary(result)
+    ax = history_figure(result).axes[0]
+    ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+    assert ticks == [1, 2, 3]  # whole rounds only
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    # Handwritten has 10 balanced classes: chance is 1/k = 0.1, named as chance.
+    assert "agreement at chance (1/k = 0.100, k = 10)" in labels
+    chance = next(line for line in ax.get_lines() if line.get_linestyle() == ":")
+    assert chance.get_ydata()[0] == pytest.approx(0.1)
     png = plot_history(result, folder / "history.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
 

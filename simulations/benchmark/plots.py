@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from otm_flower.results import agreement_chance, chance_label
 from simulations.benchmark.scores import (
     finite,
     group_results,
@@ -49,6 +50,39 @@ def _round_curve(runs: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
     return rounds, [float(np.mean(per_round[t])) for t in rounds]
 
 
+def _agreement_curve(runs: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
+    """Rounds and the seed-averaged coupling agreement per round."""
+    per_round: dict[int, list[float]] = {}
+    for r in runs:
+        for a in r.get("coupling_agreement_history") or []:
+            value = finite(a.get("mean"))
+            if value is not None and a.get("round") is not None:
+                per_round.setdefault(int(a["round"]), []).append(value)
+    rounds = sorted(per_round)
+    return rounds, [float(np.mean(per_round[t])) for t in rounds]
+
+
+def _draw_agreement(
+    ax: Any, runs: dict[str, list[dict[str, Any]]], colours: dict[str, str]
+) -> None:
+    """Each method's coupling agreement per round (dashed) and its chance level."""
+    drawn = None
+    for method, rs in runs.items():
+        rounds, values = _agreement_curve(rs)
+        if rounds:
+            ax.plot(
+                rounds,
+                values,
+                linestyle="--",
+                color=colours[method],
+                label=f"{method}: coupling agreement",
+            )
+            drawn = drawn or rs[0]
+    chance = None if drawn is None else agreement_chance(drawn)
+    if chance is not None:
+        ax.axhline(chance[0], color="grey", linestyle=":", label=chance_label(*chance))
+
+
 def _draw_rounds_panel(
     ax: Any,
     title: str,
@@ -56,6 +90,8 @@ def _draw_rounds_panel(
     colours: dict[str, str],
 ) -> None:
     """One (dataset, regime) panel of :func:`plot_rounds`."""
+    from matplotlib.ticker import MaxNLocator
+
     for method, rs in runs.items():
         rounds, values = _round_curve(rs)
         style = {"color": colours[method], "label": method}
@@ -64,8 +100,10 @@ def _draw_rounds_panel(
         else:
             level = values[0] if values else mean_present(mean_score(r) for r in rs)
             if level is not None:
-                ax.axhline(level, linestyle="--", **style)
+                ax.axhline(level, linestyle="-.", **style)
+    _draw_agreement(ax, runs, colours)
     keys = sorted({score_key(r) for rs in runs.values() for r in rs})
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     ax.set_xlabel("round")
     ax.set_ylabel(f"mean {'/'.join(keys)} over agents")
@@ -78,7 +116,10 @@ def plot_rounds(results: list[dict[str, Any]], path: str | Path) -> Path:
 
     The score (accuracy for classification, ACC otherwise) is the mean over agents
     from each run's ``history``, averaged over seeds. Methods with a single round
-    (or no history: their final mean is used) are drawn as horizontal lines.
+    (or no history: their final mean is used) are drawn as horizontal dash-dot
+    lines. Where runs track the coupling agreement, it is drawn dashed per round,
+    with a dotted line at its chance level labelled as chance. Rounds are integer
+    ticks.
 
     Returns
     -------
