@@ -15,7 +15,12 @@ from otm_flower import protocol as P
 from otm_flower.config import RunConfig
 from otm_flower.results import build_result
 from simulations.counting_grid import CountingGrid
-from simulations.run_support import expected_agents, finish_run, wait_for_agents
+from simulations.run_support import (
+    add_agent_metrics,
+    expected_agents,
+    finish_run,
+    wait_for_agents,
+)
 
 
 class EvaluateRecorder:
@@ -84,5 +89,6 @@ def run_fedavg(grid: Grid, config: RunConfig) -> dict[str, Any]:
         bytes_down=counting.bytes_down,
         extra={"coupling_agreement": None},
     )
+    add_agent_metrics(result, recorder.agent_metrics)
     finish_run(result, config, grid.run.run_id)
     return result

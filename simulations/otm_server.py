@@ -20,7 +20,12 @@ from otm_flower.diagnostics import diagnostics_dir, load_upload_labels
 from otm_flower.metrics import coupling_agreement
 from otm_flower.mixer import BarycenterResult
 from otm_flower.results import build_result
-from simulations.run_support import expected_agents, finish_run, wait_for_agents
+from simulations.run_support import (
+    add_agent_metrics,
+    expected_agents,
+    finish_run,
+    wait_for_agents,
+)
 from strategies.otm import OTMStrategy
 from strategies.state import ServerState
 
@@ -163,7 +168,7 @@ def otm_result(
     ``agreement`` is the coupling agreement per mixing round (``None``: not
     tracked).
     """
-    return build_result(
+    result = build_result(
         config.to_dict(),
         state.agent_metrics,
         wall_s=wall_s,
@@ -177,6 +182,7 @@ def otm_result(
             "rejected": [list(r) for r in state.rejected],
         },
     )
+    return add_agent_metrics(result, state.agent_metrics)
 
 
 def privacy_report(

@@ -10,29 +10,47 @@ import pytest
 from flwr.app import Context, Message
 
 from otm_flower import protocol as P
-from otm_flower.anchors import anchor_ids, upload_rows
+from otm_flower.anchors import (
+    simulated_anchor_ids,
+    simulated_record_keys,
+    simulation_secret,
+    upload_rows,
+)
+from otm_flower.linkage import link_ids
 from otm_flower.config import parse_run_config
 from simulations.cli import simulate_inprocess
 from tests.synthetic import clustered_views_npz
 
 
-def test_anchor_ids_are_shared_opaque_and_at_the_rate() -> None:
+def test_simulated_ids_are_shared_opaque_and_at_the_rate() -> None:
     keys = np.arange(20_000)
-    ids = anchor_ids(keys, 0.05, "salt")
+    ids = simulated_anchor_ids(keys, 0.05, seed=3)
     linked = ids >= 0
     assert 0.045 < linked.mean() < 0.055
     assert len(np.unique(ids[linked])) == linked.sum()  # no collisions here
-    assert ids.max() < 2**56 and ids.dtype == np.int64
+    assert ids.dtype == np.int64
     # Another agent holding some of the same records, in another order, agrees.
     perm = np.random.default_rng(0).permutation(keys)[:5000]
-    np.testing.assert_array_equal(anchor_ids(perm, 0.05, "salt"), ids[perm])
-    # Ids do not expose the keys, and depend on the shared salt.
+    np.testing.assert_array_equal(simulated_anchor_ids(perm, 0.05, seed=3), ids[perm])
+    # Ids do not expose the keys, and depend on the run's secret.
     assert not np.intersect1d(ids[linked], keys).size
-    other = anchor_ids(keys, 0.05, "other salt")
+    other = simulated_anchor_ids(keys, 0.05, seed=4)
     assert not np.intersect1d(other[other >= 0], ids[linked]).size
-    assert (anchor_ids(keys, 0.0, "salt") == -1).all()
+    assert (simulated_anchor_ids(keys, 0.0, seed=3) == -1).all()
     with pytest.raises(ValueError, match="anchor rate"):
-        anchor_ids(keys, 1.5, "salt")
+        simulated_anchor_ids(keys, 1.5, seed=3)
+
+
+def test_simulated_linkage_is_the_real_parties_path() -> None:
+    """The simulator's ids are link_ids of record keys under a seed-derived
+    secret: what a party holding those keys and that secret uploads."""
+    samples = np.arange(500)
+    keys = simulated_record_keys(samples, 0.2, seed=1)
+    assert set(keys[keys != ""]) == {str(s) for s in samples[keys != ""]}
+    np.testing.assert_array_equal(
+        simulated_anchor_ids(samples, 0.2, seed=1),
+        link_ids(keys, simulation_secret(1)),
+    )
 
 
 def test_upload_rows_always_include_the_anchored_rows() -> None:

@@ -1,0 +1,328 @@
+"""Parties with their own data files: node config, split, parity with the
+simulation, linkage, unlabelled parties, saved models, the waiting server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from flwr.app import Context, RecordDict
+
+from clients.app import build_client_app
+from clients.node import agent_for_node
+from otm_flower.config import ConfigError, parse_run_config
+from otm_flower.linkage import link_ids, read_link_secret
+from otm_flower.metrics import clustering_accuracy
+from otm_flower.node_config import (
+    NODE_CONFIG_KEYS,
+    NodeConfigError,
+    parse_node_config,
+)
+from otm_flower.party_data import read_party_file
+from otm_flower.party_model import load_party_model
+from simulations.inprocess import InProcessGrid
+from simulations.run_support import expected_agents, wait_for_agents
+from simulations.server_app import run_method
+from simulations.split import main as split_main
+from tests.synthetic import clustered_views_npz
+
+
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return clustered_views_npz(
+        tmp_path_factory.mktemp("data") / "three.npz",
+        n=240,
+        k=4,
+        dims=(6, 9, 5),
+        spread=2.0,
+        seed=3,
+        name="three",
+    )
+
+
+def _split(data: Path, out: Path, fmt: str = "csv", rate: float = 0.0) -> Path:
+    args = ["--dataset", str(data), "--out", str(out), "--format", fmt]
+    args += ["--link-rate", str(rate), "--test-fraction", "0.25", "--seed", "0"]
+    assert split_main(args) == 0
+    return out
+
+
+def _config(data: Path, **kw: Any) -> Any:
+    values = {
+        "dataset": str(data), "num-server-rounds": 2, "local-epochs": 1,
+        "hidden-dim": 16, "latent-dim": 4, "mix-batch-size": 60,
+        "test-fraction": 0.25, "output-dir": "", "diagnostics-dir": "",
+    }  # fmt: skip
+    values.update(kw)
+    return parse_run_config(values)
+
+
+def _party(folder: Path, i: int, fmt: str = "csv", **kw: str) -> dict[str, Any]:
+    party = folder / f"party-{i}"
+    return {
+        "data-path": str(party / f"train.{fmt}"),
+        "test-path": str(party / f"test.{fmt}"),
+        **kw,
+    }
+
+
+def _run(config: Any, node_configs: list[dict[str, Any]] | None, n: int) -> Any:
+    """Run in process; node ``i`` gets ``node_configs[i]`` added (files)."""
+    grid = InProcessGrid(
+        build_client_app(config), n, config.to_dict(), run_id=7, seed=config.seed
+    )
+    for pid, context in enumerate(grid.contexts.values()):
+        if node_configs is not None:
+            context.node_config.update(node_configs[pid])
+    return run_method(grid, config)
+
+
+def _scores(result: dict[str, Any]) -> list[tuple[Any, ...]]:
+    keys = ("id", "modality", "n_train", "n_test", "acc", "nmi", "ari", "silhouette")
+    return [tuple(row[k] for k in keys) for row in result["agents"]]
+
+
+# ---------------------------------------------------------------- node config
+def test_node_config_keys_are_one_table_and_unknown_keys_are_refused() -> None:
+    names = [k.name for k in NODE_CONFIG_KEYS]
+    assert {"data-path", "test-path", "label-column", "key-column", "view"} <= set(
+        names
+    )
+    assert {"model-dir", "link-secret-file", "partition-id", "num-partitions"} <= set(
+        names
+    )
+    assert all(k.meaning and k.default for k in NODE_CONFIG_KEYS)
+    with pytest.raises(NodeConfigError, match="unknown node-config key.*data-pth"):
+        parse_node_config({"data-pth": "x.csv"})
+    with pytest.raises(NodeConfigError, match="valid keys: data-path, test-path"):
+        parse_node_config({"data-pth": "x.csv"})
+    with pytest.raises(NodeConfigError, match="label-column without data-path"):
+        parse_node_config({"label-column": "y", "partition-id": 0})
+    with pytest.raises(NodeConfigError, match="link-secret-file without key-column"):
+        parse_node_config({"data-path": "a.csv", "link-secret-file": "s"})
+    with pytest.raises(NodeConfigError, match="view='two'"):
+        parse_node_config({"data-path": "a.mat", "view": "two"})
+    node = parse_node_config({"partition-id": 2, "num-partitions": 3})
+    assert node.partition_id == 2 and not node.is_party
+
+
+# ---------------------------------------------------------------------- split
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "npz"])
+def test_split_writes_one_file_pair_per_view(
+    data_path: Path, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _split(data_path, tmp_path / "parties", fmt, rate=0.3)
+    printed = capsys.readouterr().out
+    assert printed.count("flower-supernode") == 3 and "num-agents=3" in printed
+    assert "key-column=record_key" in printed and "link-secret-file=" in printed
+    secret = read_link_secret(out / "link-secret.txt")
+    assert len(secret) == 64
+    tables = [
+        read_party_file(
+            out / f"party-{i}" / f"train.{fmt}",
+            label_column="label",
+            key_column="record_key",
+        )
+        for i in range(3)
+    ]
+    assert [t.n_features for t in tables] == [6, 9, 5]
+    assert all(t.n_rows == 180 for t in tables)
+    keys = [set(t.keys.tolist()) for t in tables]
+    shared = keys[0] & keys[1] & keys[2]
+    assert 0.15 < len(shared) / 180 < 0.45  # about the link rate
+    assert not (keys[0] - shared) & keys[1]  # others are party-unique
+    # Rows are shuffled independently: shared keys sit in different rows.
+    rows0 = {k: r for r, k in enumerate(tables[0].keys)}
+    rows1 = {k: r for r, k in enumerate(tables[1].keys)}
+    assert sum(rows0[k] == rows1[k] for k in shared) < len(shared) / 4
+
+
+def test_split_refuses_a_bad_link_rate(data_path: Path, tmp_path: Path) -> None:
+    argv = ["--dataset", str(data_path), "--out", str(tmp_path), "--link-rate", "2"]
+    assert split_main(argv) == 2
+
+
+# -------------------------------------------------------------------- parity
+def test_file_parties_give_the_simulations_metrics(
+    data_path: Path, tmp_path: Path
+) -> None:
+    """The split's files, one party per node (in process), and the simulation
+    of the multi-view file give identical per-agent metrics for the seed."""
+    out = _split(data_path, tmp_path / "parties", "csv")
+    config = _config(data_path)
+    simulated = _run(config, None, 3)
+    parties = [_party(out, i, **{"label-column": "label"}) for i in range(3)]
+    files = _run(config, parties, 3)
+    assert _scores(files) == _scores(simulated)
+    assert all(row["acc"] is not None for row in files["agents"])
+
+
+def test_parquet_parties_match_too(data_path: Path, tmp_path: Path) -> None:
+    out = _split(data_path, tmp_path / "parties", "parquet")
+    config = _config(data_path, **{"num-server-rounds": 1})
+    simulated = _run(config, None, 3)
+    files = _run(
+        config,
+        [_party(out, i, "parquet", **{"label-column": "label"}) for i in range(3)],
+        3,
+    )
+    assert _scores(files) == _scores(simulated)
+
+
+# ------------------------------------------------------------ models, labels
+def test_each_party_writes_a_model_that_reproduces_its_scores(
+    data_path: Path, tmp_path: Path
+) -> None:
+    out = _split(data_path, tmp_path / "parties", "csv")
+    parties = [
+        _party(out, i, **{"label-column": "label", "model-dir": str(out / f"m{i}")})
+        for i in range(3)
+    ]
+    config = _config(data_path, **{"num-agents": 3})
+    result = _run(config, parties, 3)
+    for i, row in enumerate(result["agents"]):
+        model = load_party_model(out / f"m{i}")
+        assert model.task == "clustering"
+        test = read_party_file(
+            out / f"party-{i}" / "test.csv",
+            label_column="label",
+            key_column="record_key",
+        )
+        assert model.feature_names == test.feature_names
+        codes = model.embed(test)
+        assert codes.shape == (test.n_rows, 4) and codes.dtype == np.float32
+        predicted = model.predict(test.features)
+        acc = clustering_accuracy(test.labels, predicted)
+        assert acc == pytest.approx(row["acc"], abs=1e-12)
+
+
+def test_classification_model_reproduces_the_reported_accuracy(
+    data_path: Path, tmp_path: Path
+) -> None:
+    out = _split(data_path, tmp_path / "parties", "npz")
+    parties = [
+        _party(
+            out, i, "npz", **{"label-column": "label", "model-dir": str(out / f"m{i}")}
+        )
+        for i in range(3)
+    ]
+    config = _config(data_path, task="classification", **{"num-server-rounds": 1})
+    result = _run(config, parties, 3)
+    for i, row in enumerate(result["agents"]):
+        model = load_party_model(out / f"m{i}")
+        test = read_party_file(out / f"party-{i}" / "test.npz", label_column="label")
+        predicted = model.classes[model.predict(test)]
+        assert model.task == "classification"
+        assert np.mean(predicted == test.labels) == pytest.approx(row["accuracy"])
+
+
+def test_simulated_agents_write_their_models_under_the_run_folder(
+    data_path: Path, tmp_path: Path
+) -> None:
+    config = _config(
+        data_path, **{"num-server-rounds": 1, "output-dir": str(tmp_path / "runs")}
+    )
+    _run(config, None, 3)
+    models = sorted((tmp_path / "runs").glob("*/models/agent-*"))
+    assert [m.name for m in models] == ["agent-0", "agent-1", "agent-2"]
+    assert load_party_model(models[0]).predict(np.zeros((2, 6))).shape == (2,)
+
+
+def test_unlabelled_party_clusters_and_reports_silhouette(
+    data_path: Path, tmp_path: Path
+) -> None:
+    out = _split(data_path, tmp_path / "parties", "csv")
+    frame = pd.read_csv(out / "party-2" / "train.csv")
+    frame.drop(columns=["label"]).to_csv(out / "party-2" / "train.csv", index=False)
+    parties = [_party(out, i, **{"label-column": "label"}) for i in range(2)]
+    parties.append({"data-path": str(out / "party-2" / "train.csv")})  # split itself
+    config = _config(data_path, **{"n-clusters": 4, "num-agents": 3})
+    rows = _run(config, parties, 3)["agents"]
+    assert [r["acc"] is None for r in rows] == [False, False, True]
+    assert all(-1.0 <= r["silhouette"] <= 1.0 for r in rows)
+    assert rows[2]["n_test"] == 45 and rows[2]["n_train"] == 135
+    no_k = _config(data_path)
+    with pytest.raises(ValueError, match="n-clusters"):
+        agent_for_node(no_k, {**parties[2], "partition-id": 2})
+
+
+def test_labelled_party_count_comes_from_its_own_labels(
+    data_path: Path, tmp_path: Path
+) -> None:
+    out = _split(data_path, tmp_path / "parties", "csv")
+    party = _party(out, 1, **{"label-column": "label"})
+    agent, k = agent_for_node(_config(data_path), party)
+    assert k == 4 and agent.input_dim == 9 and agent.labelled
+    _, k = agent_for_node(_config(data_path, **{"n-clusters": 6}), party)
+    assert k == 6
+
+
+# ------------------------------------------------------------------- linkage
+def test_shared_record_keys_become_the_same_opaque_ids(
+    data_path: Path, tmp_path: Path
+) -> None:
+    out = _split(data_path, tmp_path / "parties", "csv", rate=0.3)
+    secret = str(out / "link-secret.txt")
+    link = {"label-column": "label", "key-column": "record_key"}
+    agents = [
+        agent_for_node(
+            _config(data_path), _party(out, i, **link, **{"link-secret-file": secret})
+        )[0]
+        for i in range(2)
+    ]
+    tables = [
+        read_party_file(out / f"party-{i}" / "train.csv", key_column="record_key")
+        for i in range(2)
+    ]
+    ids = [a.link_ids for a in agents]
+    assert ids[0] is not None and ids[1] is not None
+    common = np.intersect1d(ids[0], ids[1])
+    shared_keys = set(tables[0].keys.tolist()) & set(tables[1].keys.tolist())
+    assert len(common) == len(shared_keys) > 0
+    np.testing.assert_array_equal(
+        ids[0], link_ids(tables[0].keys, read_link_secret(secret))
+    )
+    # The features never include the key or label columns.
+    assert agents[0].input_dim == 6 and agents[0].feature_names[0] == "a_0"
+
+
+# -------------------------------------------------------------------- server
+class _Grid:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def get_node_ids(self) -> list[int]:
+        return list(range(self.n))
+
+
+def test_server_without_data_needs_num_agents() -> None:
+    config = parse_run_config({"dataset": "/nowhere/none.npz"})
+    with pytest.raises(ConfigError, match="num-agents"):
+        expected_agents(config)
+    assert expected_agents(parse_run_config({**config.to_dict(), "num-agents": 4})) == 4
+
+
+def test_too_few_nodes_is_said_quickly_with_the_fix() -> None:
+    with pytest.raises(TimeoutError, match='"num-supernodes=3"') as err:
+        wait_for_agents(_Grid(2), 3, timeout=600, stall=1.5)  # type: ignore[arg-type]
+    assert "start 3 SuperNodes" in str(err.value)
+    wait_for_agents(_Grid(3), 3, timeout=600, stall=1.5)  # type: ignore[arg-type]
+
+
+def test_context_is_not_needed_for_a_party(data_path: Path, tmp_path: Path) -> None:
+    """A party node needs no partition-id: its id comes from party-id."""
+    out = _split(data_path, tmp_path / "parties", "csv")
+    ctx = Context(
+        run_id=1,
+        node_id=9,
+        node_config={**_party(out, 0), "party-id": 11},
+        state=RecordDict(),
+        run_config={},
+    )
+    agent, _ = agent_for_node(
+        _config(data_path, **{"n-clusters": 4}), dict(ctx.node_config)
+    )
+    assert agent.agent_id == 11 and not agent.labelled
