@@ -66,7 +66,10 @@ def party_keys(rows: np.ndarray, party: int, link_rate: float, seed: int) -> np.
     reader cannot take them for a feature column."""
     linkable = simulated_record_keys(rows, link_rate, seed) != ""
     return np.array(
-        [f"r{s}" if shared else f"p{party}-{s}" for s, shared in zip(rows, linkable)]
+        [
+            f"r{s}" if shared else f"p{party}-{s}"
+            for s, shared in zip(rows, linkable, strict=True)
+        ]
     )
 
 

@@ -16,8 +16,8 @@ from otm_flower.anchors import (
     simulation_secret,
     upload_rows,
 )
-from otm_flower.linkage import link_ids
 from otm_flower.config import parse_run_config
+from otm_flower.linkage import link_ids
 from simulations.cli import simulate_inprocess
 from tests.synthetic import clustered_views_npz
 
