@@ -10,6 +10,7 @@ whose ServerApp runs in this process (in-process and Ray simulation).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -82,7 +83,9 @@ class RoundReporter(logging.Handler):
         """Follow the round's records; print its line once its scores arrive."""
         args = record.args if isinstance(record.args, tuple) else ()
         if record.levelno >= logging.ERROR or record.msg in PASS_THROUGH:
-            self.progress.console.print(record.getMessage(), highlight=False)
+            self.progress.console.print(
+                record.getMessage(), highlight=False, soft_wrap=True
+            )
         elif record.msg == ROUND_START and len(args) == 2:
             self._round, self.rounds = int(args[0]), int(args[1])
             self._start = time.perf_counter()
@@ -92,9 +95,10 @@ class RoundReporter(logging.Handler):
             )
         elif isinstance(record.msg, str) and record.msg.startswith(AGREEMENT_PREFIX):
             self._agreement = float(args[1]) if len(args) > 1 else None
-        elif record.msg == AGGREGATED and args and isinstance(args[0], Mapping):
-            if any(k in args[0] for k in SCORE_KEYS) and self._round:
-                self._report(args[0])
+        elif record.msg == AGGREGATED and isinstance(record.args, Mapping):
+            # logging keeps a lone mapping argument as ``record.args`` itself
+            if any(k in record.args for k in SCORE_KEYS) and self._round:
+                self._report(record.args)
 
     def _report(self, scores: Mapping[str, Any]) -> None:
         line = format_round(
@@ -105,7 +109,7 @@ class RoundReporter(logging.Handler):
             time.perf_counter() - self._start,
         )
         self.lines.append(line)
-        self.progress.console.print(line, highlight=False)
+        self.progress.console.print(line, highlight=False, soft_wrap=True)
         self.progress.update(self.task, completed=self._round)
 
 
@@ -126,6 +130,7 @@ def round_progress(
 
     Flower's console handlers are detached for the duration and restored after.
     """
+    importlib.import_module("flwr.supercore.logger")  # adds Flower's console handler
     logger = logging.getLogger(FLOWER_LOGGER)
     saved = list(logger.handlers)
     file_handler = _file_handler(Path(log_file))

@@ -22,13 +22,13 @@ needs_shared_data = pytest.mark.skipif(
 #: ``[seconds so far, outcome]`` of each running ``slow`` test, by node id.
 _SLOW: dict[str, list[Any]] = {}
 
-#: The terminal reporter, kept by :func:`pytest_configure`.
-_TERMINAL: dict[str, Any] = {}
+#: The session's config, kept by :func:`pytest_configure`.
+_CONFIG: dict[str, pytest.Config] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Keep the terminal reporter for the slow-test lines."""
-    _TERMINAL["reporter"] = config.pluginmanager.get_plugin("terminalreporter")
+    """Keep the config: its terminal reporter prints the slow-test lines."""
+    _CONFIG["config"] = config
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -42,10 +42,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when != "teardown":
         _SLOW[report.nodeid] = [seconds, outcome]
         return
-    reporter = _TERMINAL.get("reporter")
+    config = _CONFIG.get("config")
+    reporter = config.pluginmanager.get_plugin("terminalreporter") if config else None
     if reporter is not None:
-        reporter.ensure_newline()
-        reporter.write_line(f"slow {report.nodeid} {outcome} {seconds:.1f} s")
+        reporter.write_line(f"\nslow {report.nodeid} {outcome} {seconds:.1f} s")
 
 
 @pytest.fixture(autouse=True)

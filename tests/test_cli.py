@@ -109,3 +109,50 @@ def test_ray_options_give_flowers_backend_config(monkeypatch) -> None:
         RayOptions(num_cpus=2).backend_config()
     with pytest.raises(ConfigError, match="cpus-per-agent must be > 0"):
         RayOptions(cpus_per_agent=0).backend_config()
+
+
+def test_round_lines_come_from_flowers_round_records(tmp_path: Path, capsys) -> None:
+    from logging import INFO
+
+    from flwr.app import MetricRecord
+    from flwr.supercore import log
+
+    from simulations.progress import AGGREGATED, ROUND_START, round_progress
+
+    log_file = tmp_path / "run.log"
+    with round_progress(2, log_file) as reporter:
+        log(INFO, ROUND_START, 1, 2)
+        log(INFO, "round %d: coupling class agreement %.3f (mean)", 1, 0.25)
+        log(INFO, AGGREGATED, MetricRecord({"train-loss": 1.0}))
+        log(INFO, AGGREGATED, MetricRecord({"acc": 0.5, "nmi": 0.25}))
+        log(INFO, "Final results: a long dump")
+    out = capsys.readouterr().out
+    assert reporter.lines == [reporter.lines[0]]
+    assert reporter.lines[0].startswith("round  1/2  ACC 0.500  NMI 0.250")
+    assert "agreement 0.250" in reporter.lines[0]
+    assert "round  1/2  ACC 0.500" in out and "Final results" not in out
+    assert "Final results: a long dump" in log_file.read_text()
+
+
+@pytest.mark.slow
+def test_run_prints_one_line_per_round_and_logs_flower_to_a_file(
+    tmp_path: Path, capsys
+) -> None:
+    from tests.synthetic import clustered_views_npz
+
+    data = clustered_views_npz(
+        tmp_path / "small.npz", n=120, k=3, dims=(6, 5), spread=4.0, seed=0, name="s"
+    )
+    out = tmp_path / "r.json"
+    argv = ["run", "--dataset", str(data), "--rounds", "2", "--out", str(out)]
+    small = ["local-epochs=1", "hidden-dim=16", "latent-dim=4", "mix-batch-size=32"]
+    small += [f"output-dir={tmp_path / 'runs'}", "barycenter-iterations=2"]
+    assert main(argv + [f"--set={item}" for item in small]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rounds = [line for line in lines if line.startswith("round ")]
+    assert [line.split()[1] for line in rounds] == ["1/2", "2/2"]
+    assert all(" ACC " in line and line.endswith(" s") for line in rounds)
+    assert not any("MetricRecord" in line or "(empty!)" in line for line in lines)
+    assert lines[-1].startswith("mean test ACC")
+    flower_log = out.with_suffix(".log").read_text()
+    assert "[ROUND 2/2]" in flower_log and "Aggregated MetricRecord" in flower_log
