@@ -135,7 +135,8 @@ def predictions(
     Parameters
     ----------
     model : PartyModel
-        A loaded party model (:func:`otm_flower.party_model.load_party_model`).
+        A loaded party model (:func:`otm_flower.party_model.load_party_model`);
+        a classification model's class indices are written as its class values.
     table : PartyTable
         Rows with the model's feature columns, in the model's order.
     key_column : str, optional
@@ -145,6 +146,8 @@ def predictions(
     """
     predicted = np.asarray(model.predict(table.features)).ravel()
     column = "class" if model.task == "classification" else "cluster"
+    if column == "class" and model.classes is not None:
+        predicted = np.asarray(model.classes)[predicted.astype(np.int64)]
     if table.keys is None:
         frame = pd.DataFrame({"row": np.arange(table.n_rows), column: predicted})
     else:
@@ -181,6 +184,9 @@ def run(args: argparse.Namespace) -> str:
     if table.labels is not None:
         name, value = score(model.task, table.labels, frame.iloc[:, 1].to_numpy())
         line += f"; test {name} {value:.4f} against {args.label_column!r}"
+        reported = model.metrics.get(name.lower())
+        if reported is not None:
+            line += f" (the run reported {reported:.4f})"
     return line
 
 
