@@ -11,9 +11,9 @@ are kept and a uniform subset of the others fills the rest.
 
 from __future__ import annotations
 
-import numpy as np
-
 import hashlib
+
+import numpy as np
 
 from otm_flower.agent import agent_anchor_ids, load_agents
 from otm_flower.anchors import upload_rows
