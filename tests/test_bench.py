@@ -283,3 +283,51 @@ def test_summarize_prints_tables_of_several_folders(
     assert main(["--summarize", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "| raw | 2 |" in out  # the two folders' runs pooled
+
+
+def test_readme_block_is_regenerated_from_bench_output(
+    data_path: Path, tmp_path: Path
+) -> None:
+    """``--readme`` rewrites only the marked block of a README copy, from results."""
+    import platform
+
+    from simulations.readme_results import END, START
+
+    readme = tmp_path / "README.md"
+    shutil.copy(Path(__file__).parents[1] / "README.md", readme)
+    before = readme.read_text()
+    assert START in before and END in before
+    out = tmp_path / "b"
+    base = ["--regimes", "unaligned", "--methods", "otm,local"]
+    assert _bench(data_path, out, *base) == 0
+    assert (out / "report.html").is_file() and (out / "command.json").is_file()
+    assert main(["--readme", str(out), "--readme-file", str(readme)]) == 0
+    after = readme.read_text()
+    head, block, tail = _split_block(after)
+    assert (head, tail) == _split_block(before)[::2]  # nothing outside changed
+    otm = json.loads((out / "runs" / "tiny__otm__unaligned__seed0.json").read_text())
+    row = next(line for line in block.splitlines() if line.startswith("| tiny"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:2] == ["tiny / unaligned", "acc"]
+    assert cells[2] == f"{otm['mean']['acc']:.3f}"
+    assert cells[4] == f"{otm['mean']['purity']:.3f}"
+    assert platform.platform() in block and "--methods otm,local" in block
+    assert "from 2 runs (seeds 0)" in block
+
+    # A second seed: the block follows (2 seeds, mean ± std), the rest stays.
+    assert _bench(data_path, out, *base, "--seeds", "2") == 0
+    assert main(["--readme", str(out), "--readme-file", str(readme)]) == 0
+    head2, block2, tail2 = _split_block(readme.read_text())
+    assert (head2, tail2) == (head, tail) and block2 != block
+    assert "from 4 runs (seeds 0, 1)" in block2 and " ± " in block2
+
+    readme.write_text("no markers here")
+    assert main(["--readme", str(out), "--readme-file", str(readme)]) == 2
+
+
+def _split_block(text: str) -> tuple[str, str, str]:
+    """README text before, inside and after the generated results block."""
+    from simulations.readme_results import END, START
+
+    start, end = text.index(START), text.index(END) + len(END)
+    return text[:start], text[start:end], text[end:]
