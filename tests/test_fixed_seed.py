@@ -5,7 +5,9 @@ measured with ``python tests/test_fixed_seed.py --write`` on version 0.1.0 (befo
 the 2026-12 redesign of the strategy, mixer and apps). A refactoring that changes
 no behaviour keeps them identical; a deliberate change of behaviour rewrites the
 file and says why in CHANGELOG.md. Metrics added later (keys the file does not
-hold) are ignored; every value the file holds must be reproduced exactly.
+hold) are ignored; every value the file holds must be reproduced exactly. The
+cases run the paper's reference settings (``preset = "paper"``), which every
+release keeps reachable.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ BASE = {
     "local-epochs": 1,
     "seed": 3,
     "diagnostics-dir": "auto",
+    "preset": "paper",
 }
 CASES: dict[str, dict[str, Any]] = {
     "otm": {},
