@@ -17,7 +17,7 @@ from .multiview import DataError, MultiViewDataset
 from .preprocessing import Preprocessor
 from .view_transforms import check_method
 
-__all__ = ["AgentData", "AgentRows", "agent_rows", "make_agents"]
+__all__ = ["AgentData", "make_agents"]
 
 Split = tuple[np.ndarray, np.ndarray, str | None]
 """Train ids, test ids, and why stratification failed (``None`` if it did not)."""
@@ -144,13 +144,7 @@ def make_agents(
         On non-finite or otherwise invalid view values.
     """
     check_method(preprocess)
-    rows = agent_rows(
-        dataset,
-        agents_per_modality=agents_per_modality,
-        unaligned_rate=unaligned_rate,
-        test_fraction=test_fraction,
-        seed=seed,
-    )
+    rows = _rows(dataset, agents_per_modality, unaligned_rate, test_fraction, seed)
     return [_agent(dataset, r, preprocess) for r in rows]
 
 
@@ -186,6 +180,17 @@ def agent_rows(
     without features; ``otm-flower split`` writes these rows to one file per
     party so that file parties hold exactly the simulated agents' rows.
     """
+    return _rows(dataset, agents_per_modality, unaligned_rate, test_fraction, seed)
+
+
+def _rows(
+    dataset: MultiViewDataset,
+    agents_per_modality: int,
+    unaligned_rate: float,
+    test_fraction: float,
+    seed: int,
+) -> list[AgentRows]:
+    """:func:`agent_rows` (called by the public functions, for warnings' sake)."""
     _check_arguments(agents_per_modality, unaligned_rate, test_fraction, seed)
     n_parts = int(agents_per_modality)
     _check_part_size(dataset, n_parts, test_fraction)
@@ -239,8 +244,8 @@ def _part_splits(
 ) -> list[Split]:
     """Label-stratified parts, each split into train and test sample ids.
 
-    Warns (for the caller of :func:`make_agents`) when a part is too small to
-    stratify its split.
+    Warns (for the caller of :func:`make_agents` or :func:`agent_rows`) when a
+    part is too small to stratify its split.
     """
     labels = dataset.labels
     parts = _stratified_parts(labels, n_parts, np.random.default_rng([seed, 0]))
@@ -259,7 +264,7 @@ def _part_splits(
         warnings.warn(
             f"dataset {dataset.name!r}: stratified train/test split impossible in "
             f"part(s) {failed} ({reason}); used a non-stratified split there",
-            stacklevel=3,
+            stacklevel=4,
         )
     return splits
 
