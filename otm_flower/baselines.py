@@ -264,13 +264,37 @@ def _summary(per_agent: dict[int, dict[str, float]]) -> str:
     return "mean " + " ".join(parts)
 
 
+#: Label-free per-agent metrics a baseline's result rows carry besides the label
+#: metrics (the federated runs' rows carry the same).
+EXTRA_AGENT_METRICS = ("silhouette",)
+
+
 def _result(
     config: RunConfig, method: str, metrics: AgentMetrics, wall_s: float
 ) -> dict[str, Any]:
-    return build_result(
+    result = build_result(
         {**config.to_dict(), "method": method},
         metrics,
         wall_s=wall_s,
         bytes_up=0,
         bytes_down=0,
     )
+    return _with_extra_metrics(result, metrics)
+
+
+def _with_extra_metrics(
+    result: dict[str, Any], metrics: AgentMetrics
+) -> dict[str, Any]:
+    """Each agent row with its latest :data:`EXTRA_AGENT_METRICS`, and their means."""
+    latest: dict[int, dict[str, float]] = {}
+    for rnd in sorted(metrics):
+        latest.update(metrics[rnd])
+    for key in EXTRA_AGENT_METRICS:
+        values = []
+        for row in result["agents"]:
+            value = latest.get(int(row["id"]), {}).get(key)
+            row[key] = None if value is None or value != value else float(value)
+            if row[key] is not None:
+                values.append(row[key])
+        result["mean"][key] = sum(values) / len(values) if values else None
+    return result
