@@ -100,17 +100,29 @@ def _run_overview(result: dict[str, Any]) -> str:
     return html_table(("", "value"), [(k, result.get(k)) for k in keys], "run")
 
 
+def _agent_columns(result: dict[str, Any]) -> tuple[str, ...]:
+    """The per-agent columns: the standard ones, then any other metric the rows
+    carry (``silhouette``, ...), alphabetically."""
+    known = set(_AGENT_COLUMNS)
+    extra = sorted({k for a in result.get("agents", []) for k in a} - known)
+    return (*_AGENT_COLUMNS, *extra)
+
+
 def _run_scores(result: dict[str, Any]) -> list[str]:
-    agents = [[a.get(k) for k in _AGENT_COLUMNS] for a in result.get("agents", [])]
+    columns = _agent_columns(result)
+    agents = [[a.get(k) for k in columns] for a in result.get("agents", [])]
     mean = result.get("mean") or {}
-    agents.append(["mean", "", "", "", *(mean.get(k) for k in METRIC_KEYS), ""])
+    extra = columns[len(_AGENT_COLUMNS) :]
+    agents.append(
+        ["mean", "", "", "", *(mean.get(k) for k in (*METRIC_KEYS, "round", *extra))]
+    )
     history = [
         [h.get("round"), *(h.get(k) for k in METRIC_KEYS)]
         for h in result.get("history", [])
     ]
     return [
         _heading("Test scores per agent (final round)"),
-        html_table(_AGENT_COLUMNS, agents, "per agent and mean over agents"),
+        html_table(columns, agents, "per agent and mean over agents"),
         _heading("Mean over agents per round"),
         html_table(("round", *METRIC_KEYS), history, "per round"),
     ]

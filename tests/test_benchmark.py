@@ -43,8 +43,8 @@ def make_result(
 ) -> dict[str, Any]:
     """A result whose agents score ``scores`` (ACC, and accuracy = ACC + 0.1).
 
-    NMI, ARI and purity are ACC - 0.1, ACC - 0.2 and ACC + 0.05; the history rises linearly to the
-    final scores over ``rounds`` rounds.
+    NMI, ARI and purity are ACC - 0.1, ACC - 0.2 and ACC + 0.05; the history
+    rises linearly to the final scores over ``rounds`` rounds.
     """
     config = {
         "dataset": dataset,
