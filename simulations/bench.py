@@ -60,6 +60,29 @@ def _split(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
+    """Options that run nothing and report on bench folders instead."""
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="DIR",
+        default=None,
+        help="run nothing: print the tables of the results in these bench folders",
+    )
+    parser.add_argument(
+        "--readme",
+        nargs="*",
+        metavar="DIR",
+        default=None,
+        help="run nothing: regenerate the README's results block (between "
+        "<!-- results:start --> and <!-- results:end -->) from these bench "
+        "folders (default: --out)",
+    )
+    parser.add_argument(
+        "--readme-file", default="README.md", help="the README --readme rewrites"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``otm-flower bench`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -99,25 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="plot test codes before/after training (seed 0, in-process)",
     )
-    parser.add_argument(
-        "--summarize",
-        nargs="+",
-        metavar="DIR",
-        default=None,
-        help="run nothing: print the tables of the results in these bench folders",
-    )
-    parser.add_argument(
-        "--readme",
-        nargs="*",
-        metavar="DIR",
-        default=None,
-        help="run nothing: regenerate the README's results block (between "
-        "<!-- results:start --> and <!-- results:end -->) from these bench "
-        "folders (default: --out)",
-    )
-    parser.add_argument(
-        "--readme-file", default="README.md", help="the README --readme rewrites"
-    )
+    _add_report_options(parser)
     return parser
 
 
