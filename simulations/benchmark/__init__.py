@@ -2,7 +2,7 @@
 
 Modules: :mod:`~simulations.benchmark.grid` (plan runs, resume a grid),
 :mod:`~simulations.benchmark.scores` (scores and grouping of result documents),
-:mod:`~simulations.benchmark.tables` (markdown tables),
+:mod:`~simulations.benchmark.tables` (table rows, as markdown),
 :mod:`~simulations.benchmark.plots` (rounds and embedding plots),
 :mod:`~simulations.benchmark.report` (``summary.md``),
 :mod:`~simulations.benchmark.hyperparameters` (per-method run configs) and
@@ -37,6 +37,8 @@ from simulations.benchmark.tables import (
     GAINS_COLUMNS,
     SUMMARY_COLUMNS,
     gains,
+    gains_rows,
+    summary_sections,
     summary_table,
 )
 
@@ -51,6 +53,7 @@ __all__ = [
     "dataset_label",
     "format_pm",
     "gains",
+    "gains_rows",
     "group_results",
     "load_results",
     "mean_score",
@@ -61,6 +64,7 @@ __all__ = [
     "regime_task",
     "result_path",
     "score_key",
+    "summary_sections",
     "summary_table",
     "weakest_score",
     "write_summary",
