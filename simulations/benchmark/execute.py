@@ -130,6 +130,8 @@ def _describe(result: dict[str, Any]) -> str:
         if mean.get("accuracy") is not None
         else f"ACC {mean['acc']:.3f} NMI {mean['nmi']:.3f}"
     )
+    if mean.get("purity") is not None:
+        score += f" purity {mean['purity']:.3f}"
     return f"{score} ({result['wall_s']:.0f} s)"
 
 
