@@ -81,7 +81,7 @@ class RoundReporter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Follow the round's records; print its line once its scores arrive."""
-        args = record.args if isinstance(record.args, tuple) else ()
+        args: tuple[Any, ...] = record.args if isinstance(record.args, tuple) else ()
         if record.levelno >= logging.ERROR or record.msg in PASS_THROUGH:
             self.progress.console.print(
                 record.getMessage(), highlight=False, soft_wrap=True

@@ -4,6 +4,7 @@ runs one round on the embedded default from outside the source checkout."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -94,7 +95,8 @@ def test_wheel_installs_and_bench_runs_on_the_embedded_default(tmp_path: Path) -
     bench = subprocess.run(
         [str(tmp_path / "venv" / "bin" / "otm-flower"), "bench"]
         + ["--datasets", "handwritten", "--methods", "otm", "--regimes", "unaligned"]
-        + ["--seeds", "1", "--rounds", "1", "--out", str(work / "bench")],
+        + ["--seeds", "1", "--rounds", "1", "--set", "local-epochs=1"]
+        + ["--out", str(work / "bench")],
         cwd=work,
         env=_clean_env(),
         capture_output=True,
@@ -104,3 +106,6 @@ def test_wheel_installs_and_bench_runs_on_the_embedded_default(tmp_path: Path) -
     assert bench.returncode == 0, bench.stderr[-3000:]
     runs = list((work / "bench" / "runs").glob("*.json"))
     assert len(runs) == 1, bench.stdout[-2000:]
+    result = json.loads(runs[0].read_text())
+    assert result["dataset"] == "handwritten" and len(result["agents"]) == 6
+    assert result["mean"]["acc"] > 0.3  # 10 classes: chance is about 0.1
