@@ -35,6 +35,7 @@ divided by ``sqrt(scale)`` so squared distances are divided by ``scale``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -233,7 +234,7 @@ class FastSolver:
         idx, cl = self.batches[b]
         t = self.plans[b]
         costs = np.empty(len(idx))
-        chunk = max(1, torch.get_num_threads())
+        chunk = max(1, min(2, os.cpu_count() or 1))  # polish: one agent per core
         for lo in range(0, len(idx), chunk):
             sl = slice(lo, lo + chunk)
             cl64 = CloudBatch(cl.y[sl].to(torch.float64))

@@ -10,6 +10,7 @@ rounded onto the couplings by :func:`round_to_coupling` (Altschuler et al.,
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -54,7 +55,7 @@ def _mv(kern: torch.Tensor, x: torch.Tensor, transpose: bool) -> torch.Tensor:
     """Batched ``K @ x`` (or ``K^T @ x``) for ``kern`` ``(B, N, n)``."""
     if transpose:
         return torch.bmm(x[:, None, :], kern)[:, 0]
-    return torch.stack([torch.mv(kern[b], x[b]) for b in range(kern.shape[0])])
+    return torch.bmm(kern, x[:, :, None])[:, :, 0]
 
 
 def entropic_lmo(
@@ -122,7 +123,7 @@ def polish(prob: FGWProblem, t: torch.Tensor, steps: int) -> torch.Tensor:
     """
     n = t.shape[1]
     tr = prob.products(t)
-    workers = max(1, min(t.shape[0], torch.get_num_threads()))
+    workers = max(1, min(t.shape[0], os.cpu_count() or 1))
     for _ in range(steps):
         grad, cta = prob.grad(tr)
         costs = grad.cpu().numpy()
