@@ -30,8 +30,8 @@ def agent_for_node(
     With ``data-path`` the node is a party reading only its own file
     (:func:`otm_flower.party_source.load_party`); otherwise it is the simulated
     agent ``partition-id`` of the run's data set (a ``dataset`` node-config
-    entry overrides the run config's). Keys: :data:`otm_flower.node_config.
-    NODE_CONFIG_KEYS`.
+    entry overrides the run config's). The valid keys:
+    :data:`otm_flower.node_config.NODE_CONFIG_KEYS`.
 
     Raises
     ------
