@@ -39,26 +39,31 @@ from .fuzz_arrays import (
     float_matrix,
     metric_record,
     metric_values,
+    mostly,
     names,
     wire_array,
 )
 
-CODES = float_matrix(st.integers(0, 40), st.integers(0, 7))
+CODES = float_matrix(mostly(8, st.integers(0, 40)), mostly(4, st.integers(0, 7)))
 IDS = (
-    st.integers(1, 40)
-    .flatmap(lambda n: st.lists(st.integers(-3, 2**63 - 1), min_size=n, max_size=n))
+    mostly(8, st.integers(1, 40))
+    .flatmap(
+        lambda n: st.lists(
+            mostly(-1, st.integers(-3, 2**63 - 1)), min_size=n, max_size=n
+        )
+    )
     .map(lambda ids: np.asarray(ids, dtype=np.int64))
 )
 SHARED = st.dictionaries(
-    names(),
+    mostly("head.weight", names()),
     wire_array(float_matrix(st.integers(0, 3), st.integers(1, 3))),
     max_size=3,
 )
 RULES = st.fixed_dictionaries(
     {
-        "latent_dim": st.none() | st.integers(1, 6),
-        "max_rows": st.integers(1, 40),
-        "label_cost": st.booleans(),
+        "latent_dim": mostly(4, st.none() | st.integers(1, 6)),
+        "max_rows": mostly(32, st.integers(1, 40)),
+        "label_cost": mostly(False, st.just(True)),
         "share": st.sampled_from(["none", "all", "head"]),
     }
 )
@@ -68,25 +73,26 @@ RULES = st.fixed_dictionaries(
 def codes_record(draw) -> ArrayRecord:
     """Record ``otm``: usually ``codes`` and maybe ``anchor-ids``, plus noise."""
     arrays = {}
-    if draw(st.integers(0, 9)) > 0:
+    if draw(st.integers(0, 9)) < 9:
         arrays[P.KEY_CODES] = draw(wire_array(CODES))
-    if draw(st.booleans()):
+    if draw(mostly(False, st.just(True))):
         arrays[P.KEY_ANCHORS] = draw(wire_array(IDS))
-    arrays |= draw(st.dictionaries(names(), wire_array(CODES), max_size=2))
+    arrays |= draw(st.dictionaries(names(), wire_array(CODES), max_size=1))
     return ArrayRecord(arrays)
 
 
 @st.composite
 def train_replies(draw) -> Message:
     """A train reply as an agent of any intent could send it."""
-    if draw(st.integers(0, 19)) == 0:
+    if draw(st.integers(0, 19)) == 19:
         return _failed_reply(draw(st.text(max_size=20)))
     content = RecordDict()
-    content[draw(names() | st.just(P.CODES_RECORD))] = draw(codes_record())
-    metrics = {P.KEY_NUM_EXAMPLES: metric_values(), P.KEY_AGENT: metric_values()}
-    content[draw(st.just(P.METRICS_RECORD) | names())] = draw(metric_record(metrics))
+    content[draw(mostly(P.CODES_RECORD, names()))] = draw(codes_record())
+    count = mostly(100, metric_values())
+    metrics = {P.KEY_NUM_EXAMPLES: count, P.KEY_AGENT: metric_values()}
+    content[draw(mostly(P.METRICS_RECORD, names()))] = draw(metric_record(metrics))
     if draw(st.booleans()):
-        content[draw(st.just(P.SHARED_RECORD) | names())] = ArrayRecord(draw(SHARED))
+        content[draw(mostly(P.SHARED_RECORD, names()))] = ArrayRecord(draw(SHARED))
     return incoming(content, MessageType.TRAIN, src=draw(st.integers(1, 9)), dst=0)
 
 
