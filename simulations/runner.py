@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,13 +155,16 @@ def _run_on_ray(
     from simulations.server_app import build_server_app, expected_agents
 
     backend_config = ray.backend_config(verbose=verbose)
-    run_simulation(
-        server_app=build_server_app(config),
-        client_app=build_client_app(config, mods=mods),
-        num_supernodes=expected_agents(config),
-        backend_config=backend_config,
-        verbose_logging=verbose,
-    )
+    with warnings.catch_warnings():
+        if not verbose:  # Ray's advice on a future default, at every start
+            warnings.filterwarnings("ignore", "Tip: In future versions of Ray")
+        run_simulation(
+            server_app=build_server_app(config),
+            client_app=build_client_app(config, mods=mods),
+            num_supernodes=expected_agents(config),
+            backend_config=backend_config,
+            verbose_logging=verbose,
+        )
 
 
 def simulate_inprocess(
