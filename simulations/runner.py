@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,11 +131,11 @@ def simulate(
         return simulate_inprocess(config, mods=mods)[0]
     ray = ray or RayOptions()
     if num_cpus is not None:
-        ray = RayOptions(ray.address, num_cpus, ray.cpus_per_agent, ray.gpus_per_agent)
+        ray = replace(ray, num_cpus=num_cpus)
     _run_on_ray(config, ray=ray, verbose=verbose, mods=mods)
     if not out.exists():
         raise RuntimeError(
-            f"the simulation ended without writing {out}; see the log above"
+            f"the simulation ended without writing {out}; see Flower's log"
         )
     result: dict[str, Any] = json.loads(out.read_text())
     return result
