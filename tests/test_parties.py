@@ -181,7 +181,8 @@ def test_each_party_writes_a_model_that_reproduces_its_scores(
         _party(out, i, **{"label-column": "label", "model-dir": str(out / f"m{i}")})
         for i in range(3)
     ]
-    config = _config(data_path, **{"num-agents": 3})
+    # The server holds no data set: it waits for num-agents parties.
+    config = _config(Path("/nowhere/no-data.npz"), **{"num-agents": 3})
     result = _run(config, parties, 3)
     for i, row in enumerate(result["agents"]):
         model = load_party_model(out / f"m{i}")
@@ -312,7 +313,7 @@ def test_too_few_nodes_is_said_quickly_with_the_fix() -> None:
     wait_for_agents(_Grid(3), 3, timeout=600, stall=1.5)  # type: ignore[arg-type]
 
 
-def test_context_is_not_needed_for_a_party(data_path: Path, tmp_path: Path) -> None:
+def test_a_party_needs_no_partition_id(data_path: Path, tmp_path: Path) -> None:
     """A party node needs no partition-id: its id comes from party-id."""
     out = _split(data_path, tmp_path / "parties", "csv")
     ctx = Context(
