@@ -31,6 +31,7 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
+td { white-space: nowrap; }
 th { background: #eee; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; } .stamp { color: #666; }
 """
