@@ -11,7 +11,9 @@ what a header claims but the data do not hold.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from flwr.app import (
+    Array,
     ArrayRecord,
     ConfigRecord,
     Context,
@@ -38,6 +40,7 @@ from .fuzz_arrays import (
     allocation_peak,
     finite32,
     float_matrix,
+    forged,
     mostly,
     names,
     wire_array,
@@ -129,3 +132,31 @@ def test_a_server_message_is_read_safely_or_refused(
         assert all(finite32(value) for value in shared.values())
     if isinstance(size, int):
         assert 1 <= size <= n_train
+
+
+def _train_message(config: dict, arrays: dict | None = None) -> Message:
+    content = RecordDict({P.CONFIG_RECORD: ConfigRecord(config)})
+    if arrays is not None:
+        content[P.CODES_RECORD] = ArrayRecord(arrays)
+    return incoming(content, MessageType.TRAIN)
+
+
+@pytest.mark.parametrize("size", ["64", 2.5, -3, 0, True, [64]])
+def test_a_mix_batch_size_that_is_no_positive_integer_is_refused(size) -> None:
+    msg = _train_message({P.KEY_MIX_BATCH: size})
+    with pytest.raises(P.ProtocolError, match="mix-batch-size must be a positive"):
+        upload_size(msg, 100)
+
+
+def test_mix_targets_without_mixed_codes_or_claiming_absent_rows_are_refused() -> None:
+    context = node_context(np.arange(3))
+    without = _train_message({}, {P.KEY_BARYCENTER: Array(np.zeros((3, 2)))})
+    with pytest.raises(P.ProtocolError, match="has no array 'mixed-codes'"):
+        read_mix_targets(without, context)
+    lying = _train_message({}, {P.KEY_MIXED: forged(np.zeros((3, 2)), (2**40, 2))})
+    with allocation_peak() as memory, pytest.raises(P.ProtocolError, match="claims"):
+        read_mix_targets(lying, context)
+    assert memory["peak"] < 2**20
+    overflow = _train_message({}, {P.KEY_MIXED: Array(np.full((3, 2), 1e300))})
+    with pytest.raises(P.ProtocolError, match="NaN/Inf values"):
+        read_mix_targets(overflow, context)

@@ -16,6 +16,7 @@ from strategies.replies import (
 )
 
 from .conftest import incoming
+from .fuzz_arrays import allocation_peak, forged, npy_bytes
 
 D = 4
 RULES = {"latent_dim": D, "max_rows": 32, "label_cost": False, "share": "none"}
@@ -113,3 +114,39 @@ def test_an_evaluate_reply_without_metrics_is_rejected() -> None:
         dst=0,
     )
     assert read_evaluate_reply(scores) == {"acc": 0.5, P.KEY_AGENT: 1.0}
+
+
+def test_a_header_claiming_absent_rows_is_rejected_without_allocating() -> None:
+    msg = reply(CODES)
+    msg.content[P.CODES_RECORD][P.KEY_CODES] = forged(CODES, (2**40, D))
+    with allocation_peak() as memory, pytest.raises(RejectedReply) as err:
+        read_train_reply(msg, **RULES)
+    assert "header claims shape (1099511627776, 4)" in err.value.reason
+    assert memory["peak"] < 2**20
+
+
+def test_pickled_and_unsigned_overflowing_arrays_are_rejected() -> None:
+    objects = reply(CODES)
+    pickled = npy_bytes(np.array([None, {"a": 1}], dtype=object))
+    objects.content[P.CODES_RECORD][P.KEY_CODES] = Array(
+        "object", (2,), "numpy.ndarray", pickled
+    )
+    with pytest.raises(RejectedReply, match="dtype object"):
+        read_train_reply(objects, **RULES)
+    wrapped = np.full(10, 2**64 - 1, dtype=np.uint64)  # -1 once cast to int64
+    with pytest.raises(RejectedReply, match="exceeds the int64 range"):
+        read_train_reply(reply(CODES, anchors=wrapped), **RULES)
+
+
+def test_codes_beyond_float32_range_and_nan_metrics_are_rejected() -> None:
+    huge = np.full((10, D), 1e300, np.float64)
+    with pytest.raises(RejectedReply, match="float32 range"):
+        read_train_reply(reply(huge), **RULES)
+    scores = incoming(
+        RecordDict({P.METRICS_RECORD: MetricRecord({"acc": float("nan")})}),
+        MessageType.EVALUATE,
+        src=2,
+        dst=0,
+    )
+    with pytest.raises(RejectedReply, match=r"\['acc'\] are NaN/Inf"):
+        read_evaluate_reply(scores)
