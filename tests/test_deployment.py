@@ -300,7 +300,11 @@ def test_parties_with_their_own_files_train_and_predict(
     logs = flwr.stdout + flwr.stderr
     assert flwr.returncode == 0, logs[-3000:]
     assert out.exists(), logs[-3000:]
-    agents = {a["id"]: a for a in json.loads(out.read_text())["agents"]}
+    result = json.loads(out.read_text())
+    assert result["rejected"] == []
+    # up: 2 rounds x 3 parties x 64 rows x (8 float32 code values + one int64 id)
+    assert result["bytes_up"] == 2 * 3 * 64 * (8 * 4 + 8)
+    agents = {a["id"]: a for a in result["agents"]}
     assert sorted(agents) == [0, 1, 2]
     for i, party in enumerate(parties):
         row = agents[i]
@@ -325,8 +329,8 @@ def test_run_completes_when_a_supernode_is_killed(federation, tmp_path: Path) ->
     nodes = start_federation(procs, env, port, parties, secret)
     out = tmp_path / "result.json"
     run_config = (
-        f"num-server-rounds=4 num-agents=3 n-clusters=10 {QUICK} "
-        f'round-timeout=40 out="{out}"'
+        f"num-server-rounds=3 num-agents=3 n-clusters=10 {QUICK} "
+        f'round-timeout=120 out="{out}"'
     )
     flwr = subprocess.Popen(
         flwr_run_command(run_config),
@@ -344,13 +348,12 @@ def test_run_completes_when_a_supernode_is_killed(federation, tmp_path: Path) ->
         assert flwr.stdout is not None
         for line in flwr.stdout:
             lines.append(line)
-            if "[ROUND 2/4]" in line:
+            if "[ROUND 2/3]" in line:
                 procs.stop(nodes[2])  # party 2's SuperNode dies mid-run
     finally:
         watchdog.cancel()
     assert flwr.wait(timeout=60) == 0, "".join(lines)[-3000:]
     result = json.loads(out.read_text())
-    rounds = sorted(a["round"] for a in result["agents"])
-    assert len(rounds) == 3
-    assert rounds[1:] == [4, 4]  # the others finished
-    assert rounds[0] < 4  # the dead party's last report is kept
+    rounds = {a["id"]: a["round"] for a in result["agents"]}
+    assert rounds[0] == 3 and rounds[1] == 3, rounds  # the others finished
+    assert rounds[2] < 3, rounds  # the dead party's last report is kept
