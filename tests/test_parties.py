@@ -327,3 +327,15 @@ def test_a_party_needs_no_partition_id(data_path: Path, tmp_path: Path) -> None:
         _config(data_path, **{"n-clusters": 4}), dict(ctx.node_config)
     )
     assert agent.agent_id == 11 and not agent.labelled
+
+
+def test_a_test_file_with_other_columns_is_refused(
+    data_path: Path, tmp_path: Path
+) -> None:
+    out = _split(data_path, tmp_path / "parties", "csv")
+    party = {
+        **_party(out, 0, **{"label-column": "label"}),
+        "test-path": str(out / "party-1" / "test.csv"),
+    }
+    with pytest.raises(ValueError, match="6 training vs 9 test feature columns"):
+        agent_for_node(_config(data_path), party)
