@@ -14,7 +14,6 @@ from otm_flower.config import ConfigError, RunConfig
 from otm_flower.data import load_dataset
 from otm_flower.results import format_summary, plot_history, run_folder, write_result
 
-
 #: Seconds without a new node after which too few nodes is an error.
 STALL_SECONDS = 60.0
 
