@@ -339,3 +339,42 @@ def test_a_test_file_with_other_columns_is_refused(
     }
     with pytest.raises(ValueError, match="6 training vs 9 test feature columns"):
         agent_for_node(_config(data_path), party)
+
+
+def test_a_keyed_party_sends_codes_ids_and_metrics_only(
+    data_path: Path, tmp_path: Path
+) -> None:
+    """Only latent codes, opaque linked-record ids and scalar metrics leave a
+    party: no features, labels, keys or row indices."""
+    from clients.app import handle_train
+    from otm_flower import protocol as P
+    from tests.test_client import train_message
+
+    out = _split(data_path, tmp_path / "parties", "csv", rate=0.5)
+    node = _party(
+        out,
+        0,
+        **{
+            "label-column": "label",
+            "key-column": "record_key",
+            "link-secret-file": str(out / "link-secret.txt"),
+            "party-id": 0,
+        },
+    )
+    ctx = Context(run_id=1, node_id=5, node_config=node, state=RecordDict(),
+                  run_config={})  # fmt: skip
+    config = _config(data_path, **{"mix-batch-size": 64})
+    reply = handle_train(train_message(1), ctx, config)
+    content = reply.content
+    assert not content.config_records
+    record = content.array_records[P.CODES_RECORD]
+    assert set(record) == {P.KEY_CODES, P.KEY_ANCHORS}
+    codes, ids = record[P.KEY_CODES].numpy(), record[P.KEY_ANCHORS].numpy()
+    assert codes.shape == (64, 4) and ids.shape == (64,) and (ids >= 0).all()
+    table = read_party_file(out / "party-0" / "train.csv", key_column="record_key")
+    raw_keys = {int(k[1:]) for k in table.keys if k.startswith("r")}
+    assert not set(ids.tolist()) & raw_keys  # ids are not the keys
+    secret = read_link_secret(out / "link-secret.txt")
+    assert set(ids.tolist()) <= set(link_ids(table.keys, secret).tolist())
+    for value in content.metric_records[P.METRICS_RECORD].values():
+        assert isinstance(value, int | float)
