@@ -63,23 +63,29 @@ Batch = tuple[list[int], CloudBatch]
 
 
 def _batches(
-    clouds: Sequence[np.ndarray], root: float, dtype: torch.dtype, dev: torch.device
+    clouds: Sequence[np.ndarray],
+    root: float,
+    dtype: torch.dtype,
+    dev: torch.device,
+    per_batch: int,
 ) -> list[Batch]:
-    """Equal-size clouds stacked into batches, in normalised coordinates."""
+    """Equal-size clouds stacked into batches, in normalised coordinates.
+
+    A batch holds at most ``per_batch(n)`` clouds of size ``n`` (at least
+    one), so that its plans stay in a core's cache across the many passes of
+    a conditional-gradient step.
+    """
     groups: dict[int, list[int]] = {}
     for k, c in enumerate(clouds):
         groups.setdefault(c.shape[0], []).append(k)
-    return [
-        (
-            idx,
-            CloudBatch(
-                torch.as_tensor(
-                    np.stack([clouds[k] for k in idx]) / root, dtype=dtype, device=dev
-                )
-            ),
-        )
-        for idx in groups.values()
-    ]
+    out = []
+    for n, members in groups.items():
+        size = max(1, per_batch // n)
+        for lo in range(0, len(members), size):
+            idx = members[lo : lo + size]
+            y = np.stack([clouds[k] for k in idx]) / root
+            out.append((idx, CloudBatch(torch.as_tensor(y, dtype=dtype, device=dev))))
+    return out
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class FastSettings:
     first_steps: int
     sinkhorn_iter: int
     polish_steps: int
+    batch_elements: int
 
 
 class FastSolver:
@@ -129,7 +136,8 @@ class FastSolver:
         self.scale, self.root = scale, math.sqrt(scale)
         self.z = torch.as_tensor(support / self.root, dtype=dtype, device=dev)
         self.n_bary = self.z.shape[0]
-        self.batches = _batches(clouds, self.root, dtype, dev)
+        per_batch = max(1, settings.batch_elements // self.n_bary)
+        self.batches = _batches(clouds, self.root, dtype, dev, per_batch)
         self.w = torch.as_tensor(weights, dtype=dtype, device=dev)
         self.state: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(
             self.batches
@@ -165,14 +173,14 @@ class FastSolver:
         """Entropic conditional-gradient steps from ``(T, T @ [y, a, 1], dual)``."""
         t, tr, gd = state
         cur = prob.cost(t, tr)
-        eps: float | None = None
+        eps: torch.Tensor | None = None
         for _ in range(steps):
             grad, cta = prob.grad(tr)
             if eps is None:  # temperature fixed per solve, relative to spread
-                spread = float((grad.amax((1, 2)) - grad.amin((1, 2))).amax())
+                spread = grad.amax((1, 2)) - grad.amin((1, 2))
                 # a flat gradient (e.g. identical codes): every coupling is
                 # optimal, any temperature will do
-                eps = eps_rel * spread if spread > 0.0 else 1.0
+                eps = torch.where(spread > 0.0, eps_rel * spread, 1.0)
             dt, gd = entropic_lmo(grad, prob.p, q, gd, eps, self.sinkhorn_iter)
             dt.sub_(t)
             dtr = prob.products(dt)
@@ -180,6 +188,7 @@ class FastSolver:
             step = line_search(lin, quad)
             t = t.add_(dt.mul_(step[:, None, None]))
             tr = tr.add_(dtr.mul_(step[:, None, None]))
+            del dt, grad
             gain = -(step * lin + step**2 * quad)
             cur = cur - gain
             if bool(torch.all(gain <= 1e-4 * cur.abs())):
@@ -322,6 +331,7 @@ def fast_fgw_barycenter(
     polish_steps: int = 1,
     polish_max_n: int = 2048,
     threads: int | None = None,
+    batch_elements: int = 2**18,
 ) -> BarycenterSolution:
     """Free-support FGW barycenter with entropic conditional gradient.
 
@@ -359,6 +369,11 @@ def fast_fgw_barycenter(
     threads : int, optional
         Torch CPU threads during the solve (restored afterwards). Default:
         1 for small problems (``N * max n_k <= 2**18``), else unchanged.
+    batch_elements : int
+        Plan entries per batch of equal-size clouds solved together (at
+        least one cloud per batch): small enough for the plans to stay in
+        cache across a step's passes. Every cloud has its own temperature;
+        a batch stops stepping once every cloud in it has converged.
 
     Returns
     -------
@@ -372,7 +387,14 @@ def fast_fgw_barycenter(
     if support.shape[0] > polish_max_n:
         polish_steps = 0
     settings = FastSettings(
-        dtype, eps_start, eps_end, inner_steps, first_steps, sinkhorn_iter, polish_steps
+        dtype,
+        eps_start,
+        eps_end,
+        inner_steps,
+        first_steps,
+        sinkhorn_iter,
+        polish_steps,
+        int(batch_elements),
     )
     with _torch_threads(dev, threads):
         solver = FastSolver(

@@ -63,7 +63,7 @@ def entropic_lmo(
     p: torch.Tensor,
     q: torch.Tensor,
     g_dual: torch.Tensor,
-    eps: float,
+    eps: float | torch.Tensor,
     n_iter: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Entropic linear step: near-optimal coupling for the cost ``grad``.
@@ -74,6 +74,7 @@ def entropic_lmo(
     every row (no overflow, no empty row). After ``n_iter`` iterations the
     plan is rounded onto the couplings of ``(p, q)`` (Altschuler et al.,
     2017) in factored form. ``grad`` is overwritten (it becomes the plan).
+    ``eps`` is one temperature, or one per plan ``(B,)``.
 
     Returns
     -------
@@ -82,17 +83,21 @@ def entropic_lmo(
     g_dual : torch.Tensor
         Updated column dual ``(B, n)``.
     """
+    eps_b = torch.as_tensor(eps, dtype=grad.dtype, device=grad.device).expand(
+        grad.shape[0]
+    )
     kern = grad.sub_(g_dual[:, None, :])
     top = kern.amin(dim=2)
     floor = math.log(torch.finfo(grad.dtype).tiny) + 8.0  # no denormals (slow)
-    kern.sub_(top[:, :, None]).mul_(-1.0 / eps).clamp_(min=floor).exp_()
+    scale = (-1.0 / eps_b)[:, None, None]
+    kern.sub_(top[:, :, None]).mul_(scale).clamp_(min=floor).exp_()
     u = p.expand_as(top).clone()
     v = torch.ones_like(g_dual)
     tiny = torch.finfo(grad.dtype).tiny
     for _ in range(n_iter):
         v = q / _mv(kern, u, True).clamp(min=tiny)
         u = p / _mv(kern, v, False).clamp(min=tiny)
-    g_dual = g_dual + eps * torch.log(v.clamp(min=tiny))
+    g_dual = g_dual + eps_b[:, None] * torch.log(v.clamp(min=tiny))
     # rounding (rows then columns), then the rank-one correction
     u = u * torch.clamp(p / (u * _mv(kern, v, False)).clamp(min=tiny), max=1.0)
     v = v * torch.clamp(q / (v * _mv(kern, u, True)).clamp(min=tiny), max=1.0)
