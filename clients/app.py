@@ -119,6 +119,7 @@ def _outgoing_codes(
             config,
             agent_id=agent.agent_id,
             server_round=server_round,
+            n_linked=_linked_rows(agent, config),
         )
     if config.label_cost:  # the class of each uploaded code, in the clear
         if agent.y_train is None:
@@ -127,6 +128,12 @@ def _outgoing_codes(
             codes, agent.y_train[rows], n_classes, config.label_cost_weight
         )
     return codes, epsilon
+
+
+def _linked_rows(agent: AgentData, config: RunConfig) -> int:
+    """How many of the agent's training rows carry a linked-record id."""
+    ids = agent_anchor_ids(agent, config)
+    return 0 if ids is None else int(np.sum(ids >= 0))
 
 
 def _save_upload_labels(

@@ -21,6 +21,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,12 +89,13 @@ def _write(
 ) -> None:
     x, names, labels, keys = parts
     if path.suffix == ".npz":
-        np.savez(
-            path,
-            x=x,
-            feature_names=np.array(names),
-            **{LABEL: labels, KEY: keys.astype(str)},
-        )
+        arrays: dict[str, Any] = {
+            "x": x,
+            "feature_names": np.array(names),
+            LABEL: labels,
+            KEY: keys.astype(str),
+        }
+        np.savez(path, **arrays)
         return
     frame = pd.DataFrame(x, columns=names)
     frame[LABEL] = labels
