@@ -5,13 +5,16 @@ as Flower's run config uses them). :func:`parse_run_config` is the single place 
 turns a user's mapping into a typed :class:`RunConfig`, so unknown keys and bad
 values are rejected with the same message everywhere (``flwr run``, ``otm-flower
 run``, tests). It also applies the ``preset`` (:mod:`otm_flower.presets`): with
-``preset = "validated"`` (the default), every key a preset governs that is absent
-or still holds its reference value (the field default) takes the validated value
-for the run's method, task and regime; any other value is kept. Flower hands a
-run the whole ``[tool.flwr.app.config]`` table, so "still at its reference
-value" is the only sign a key was left alone; to run a reference value where the
-validated one differs, use ``preset = "paper"``. A :class:`RunConfig` built
-directly holds exactly the values given.
+``preset = "validated"`` (the default), every key a preset governs that the user
+left alone takes the validated value for the run's method, task and regime; keys
+the user set are kept. A mapping that lacks some keys (``otm-flower run --set``,
+a benchmark cell) names the keys the user set. A complete mapping (Flower hands
+a run the whole ``[tool.flwr.app.config]`` table; a config's ``to_dict``) cannot
+tell, so there a key still at its reference value (the field default) counts as
+left alone: under ``flwr run``, to run a reference value where the validated one
+differs, use ``preset = "paper"``. To change a parsed config, use
+``dataclasses.replace`` (re-parsing its ``to_dict`` applies that rule). A
+:class:`RunConfig` built directly holds exactly the values given.
 """
 
 from __future__ import annotations
@@ -303,12 +306,16 @@ def parse_run_config(
                 f"unknown run-config key {key!r}; valid keys: {', '.join(valid_keys())}"
             )
         values[name] = _coerce(key, value, type(getattr(RunConfig, name)))
-    return RunConfig(**_with_preset(values))
+    # a partial mapping names the keys the user set; a complete one (Flower's
+    # run config, a config's to_dict) cannot tell, so its reference values count
+    # as left alone
+    given = None if len(values) == len(fields) else set(values)
+    return RunConfig(**_with_preset(values, given))
 
 
-def _with_preset(values: dict[str, Any]) -> dict[str, Any]:
+def _with_preset(values: dict[str, Any], given: set[str] | None) -> dict[str, Any]:
     """``values`` (snake case, coerced) with the preset's keys filled in where a
-    key is absent or at its reference value (see the module docstring)."""
+    key is not in ``given`` (``None``: where it is at its reference value)."""
     preset = values.get("preset", RunConfig.preset)
     if preset != "validated":
         return values
@@ -322,7 +329,8 @@ def _with_preset(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     for key, value in keys.items():
         name = key.replace("-", "_")
-        if out.get(name, getattr(RunConfig, name)) == getattr(RunConfig, name):
+        reference = getattr(RunConfig, name)
+        if name not in (given or ()) and out.get(name, reference) == reference:
             out[name] = value
     return out
 

@@ -49,6 +49,24 @@ def test_explicit_keys_win_over_the_preset() -> None:
     assert config.weight_reg == 0.5
 
 
+def test_keys_set_to_the_reference_value_are_kept() -> None:
+    config = parse_run_config({**ANCHORED, "term-guard": False, "mix-frame": "shared"})
+    assert (config.term_guard, config.mix_frame, config.weight_mix) == (
+        False,
+        "shared",
+        1.0,
+    )
+
+
+def test_flowers_complete_run_config_takes_the_preset() -> None:
+    """Flower passes every key; reference values there count as left alone."""
+    app_config = {**RunConfig().to_dict(), "anchor-rate": 0.05}
+    config = parse_run_config(app_config)
+    assert (config.weight_mix, config.weight_reg, config.term_guard) == (1.0, 3.0, True)
+    config = parse_run_config({**app_config, "weight-mix": 2.0})
+    assert config.weight_mix == 2.0
+
+
 def test_resolved_configs_survive_a_round_trip() -> None:
     for keys in ({}, ANCHORED, {"task": "classification"}, {"weight-mix": 4.0}):
         config = parse_run_config(keys)
