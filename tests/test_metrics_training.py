@@ -211,3 +211,15 @@ def test_training_reexports_one_definition_of_each_name() -> None:
     for module in (label_block, model_sharing):
         for name in module.__all__:
             assert getattr(training, name) is getattr(module, name), name
+
+
+def test_agreement_chance_recorded_or_from_the_data_set() -> None:
+    from otm_flower.results import agreement_chance, chance_label
+
+    chance, k = agreement_chance({"dataset": "handwritten"})
+    assert (chance, k) == (pytest.approx(0.1), 10)  # 10 balanced classes
+    history = [{"round": 1, "mean": 0.2, "chance": 0.25}]
+    recorded = {"dataset": "x", "coupling_agreement_history": history}
+    assert agreement_chance(recorded) == (0.25, 4)
+    assert agreement_chance({"dataset": "/no/such/file.npz"}) is None
+    assert chance_label(0.3, 4).endswith("(sum of squared class shares = 0.300)")
