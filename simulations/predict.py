@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply a party's trained model (its model-dir) to a data file.",
     )
     parser.add_argument(
-        "--model", required=True, help="the party's model-dir (or artifact file)"
+        "--model", required=True, help="the party's model-dir (its trained model)"
     )
     parser.add_argument(
         "--data",
