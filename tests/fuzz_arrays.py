@@ -23,7 +23,7 @@ from hypothesis.extra import numpy as hnp
 from numpy.lib import format as npy_format
 
 #: Examples per property; ``FUZZ_EXAMPLES=4000`` for a long run.
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     derandomize=True,
