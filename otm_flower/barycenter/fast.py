@@ -20,7 +20,13 @@ cheap:
   iteration to the next, and solves stop early once the objective no longer
   moves.
 * **Batching.** Agents whose clouds have the same size are solved together
-  as one batched tensor problem (``torch.bmm``), on ``device``.
+  as batched tensor problems (``torch.bmm``) on ``device``, in batches of at
+  most ``batch_elements`` plan entries, so each batch's plans stay in cache
+  across the passes of a step; every cloud has its own temperature.
+* **Plans stay on the device.** The final plans are returned as a
+  :class:`otm_flower.barycenter.transport.TorchTransport` over the working
+  tensors; only products with them (and, on request, the dense plans) leave
+  the device.
 * **Exact polish.** Entropic plans stay slightly blurred, which costs
   objective on clustered codes. When the barycenter and a cloud have the same
   size (uniform weights), the final plans take ``polish_steps`` exact
