@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         classification_accuracy,
         clustering_accuracy,
         clustering_scores,
+        purity,
     )
     from .mixer import (
         BarycenterResult,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         pull_back,
     )
     from .models import WAE, mmd_imq
+    from .party_model import PartyModel, load_party_model
     from .training import LocalTrainer, LossWeights, MixTargets
 
 _HOMES: dict[str, tuple[str, ...]] = {
@@ -39,7 +41,12 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "load_dataset",
         "make_agents",
     ),
-    "metrics": ("classification_accuracy", "clustering_accuracy", "clustering_scores"),
+    "metrics": (
+        "classification_accuracy",
+        "clustering_accuracy",
+        "clustering_scores",
+        "purity",
+    ),
     "mixer": (
         "BarycenterResult",
         "MixerError",
@@ -50,6 +57,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "pull_back",
     ),
     "models": ("WAE", "mmd_imq"),
+    "party_model": ("PartyModel", "load_party_model"),
     "training": ("LocalTrainer", "LossWeights", "MixTargets"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
@@ -65,12 +73,14 @@ __all__ = [
     "MixTargets",
     "MixerError",
     "MultiViewDataset",
+    "PartyModel",
     "RunConfig",
     "classification_accuracy",
     "clustering_accuracy",
     "clustering_scores",
     "fgw_barycenter",
     "load_dataset",
+    "load_party_model",
     "make_agents",
     "mix",
     "mix_and_pull_back",
@@ -78,6 +88,7 @@ __all__ = [
     "parse_run_config",
     "project",
     "pull_back",
+    "purity",
     "valid_keys",
 ]
 __version__ = "0.1.0"

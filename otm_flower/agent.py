@@ -31,6 +31,7 @@ from .protocol import (
     KEY_N_TRAIN,
     KEY_NUM_EXAMPLES,
 )
+from .term_guard import term_guard_for
 from .training import LocalTrainer, LossWeights
 
 #: Changes the agents of a run as built, before the validation split: called
@@ -176,6 +177,7 @@ def build_trainer(config: RunConfig, agent: AgentData, n_classes: int) -> LocalT
         ),
         num_clusters=n_classes,
         seed=config.seed * 1009 + agent.agent_id,
+        guard=term_guard_for(config),
     )
 
 

@@ -171,9 +171,9 @@ def oracle_agent(views: Sequence[AgentData]) -> AgentData:
         modality=-1,
         modality_name="all views",
         x_train=np.concatenate([v.x_train for v in views], axis=1),
-        y_train=first.y_train.copy(),
+        y_train=None if first.y_train is None else first.y_train.copy(),
         x_test=np.concatenate([v.x_test for v in views], axis=1),
-        y_test=first.y_test.copy(),
+        y_test=None if first.y_test is None else first.y_test.copy(),
         train_ids=first.train_ids.copy(),
         test_ids=first.test_ids.copy(),
     )

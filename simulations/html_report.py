@@ -96,8 +96,17 @@ def _config_table(config: dict[str, Any]) -> str:
 
 
 def _run_overview(result: dict[str, Any]) -> str:
-    keys = ("dataset", "method", "task", "seed", "rounds", "wall_s")
-    keys += ("bytes_up", "bytes_down", "coupling_agreement")
+    keys = (
+        "dataset",
+        "method",
+        "task",
+        "seed",
+        "rounds",
+        "wall_s",
+        "bytes_up",
+        "bytes_down",
+        "coupling_agreement",
+    )
     return html_table(("", "value"), [(k, result.get(k)) for k in keys], "run")
 
 

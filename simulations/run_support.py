@@ -12,7 +12,8 @@ from flwr.supercore import log
 
 from otm_flower.config import ConfigError, RunConfig
 from otm_flower.data import load_dataset
-from otm_flower.results import format_summary, plot_history, run_folder, write_result
+from otm_flower.results import format_summary, run_folder, write_result
+from simulations.html_report import write_run_outputs
 
 #: Seconds without a new node after which too few nodes is an error.
 STALL_SECONDS = 60.0
@@ -116,6 +117,5 @@ def finish_run(result: dict[str, Any], config: RunConfig, run_id: int) -> None:
         log(INFO, "result written to %s", write_result(result, config.out))
     if config.output_dir:
         run_dir = run_folder(config.output_dir, config.to_dict(), run_id)
-        write_result(result, run_dir / "result.json")
-        plot_history(result, run_dir / "history.png")
-        log(INFO, "results and plots in %s", run_dir)
+        write_run_outputs(result, run_dir)
+        log(INFO, "result, plot and report (report.html) in %s", run_dir)

@@ -147,16 +147,18 @@ def commands(parties: list[tuple[Path, Path]], secret: Path) -> list[str]:
     lines = []
     for i, (train, test) in enumerate(parties):
         config = (
-            f"data-path={train} test-path={test} label-column={LABEL} "
-            f"key-column={KEY} link-secret-file={secret} "
-            f"model-dir={train.parent / 'model'} party-id={i}"
+            f'data-path="{train}" test-path="{test}" label-column="{LABEL}" '
+            f'key-column="{KEY}" link-secret-file="{secret}" '
+            f'model-dir="{train.parent / "model"}" party-id={i}'
         )
         lines.append(
-            "flower-supernode --insecure --superlink 127.0.0.1:9092 "
-            f"--clientappio-api-address 127.0.0.1:{9094 + i} "
-            f"--node-config {shlex.quote(config)}"
+            "flower-supernode --insecure --superlink 127.0.0.1:8000 "
+            f"--port {9100 + i} --node-config {shlex.quote(config)}"
         )
-    lines.append(f'flwr run . <federation> --run-config "num-agents={len(parties)}"')
+    lines.append(
+        f'flwr run . <federation> --run-config "num-agents={len(parties)} '
+        'n-clusters=<k, needed when a party has no labels>"'
+    )
     return lines
 
 

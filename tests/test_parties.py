@@ -117,7 +117,7 @@ def test_split_writes_one_file_pair_per_view(
     out = _split(data_path, tmp_path / "parties", fmt, rate=0.3)
     printed = capsys.readouterr().out
     assert printed.count("flower-supernode") == 3 and "num-agents=3" in printed
-    assert "key-column=record_key" in printed and "link-secret-file=" in printed
+    assert 'key-column="record_key"' in printed and "link-secret-file=" in printed
     secret = read_link_secret(out / "link-secret.txt")
     assert len(secret) == 64
     tables = [

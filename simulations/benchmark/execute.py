@@ -81,6 +81,7 @@ def save_embeddings(
         after.append(
             restore_trainer(config, agent, n_classes, context).encode(agent.x_test)
         )
+        assert agent.y_test is not None  # simulated agents always hold labels
         labels.append(agent.y_test)
         agent_ids.append(agent.agent_id)
     folder = out_dir / "embeddings"
