@@ -346,40 +346,33 @@ def fast_fgw_barycenter(
     clouds, support, weights : np.ndarray
         ``K`` validated float64 clouds ``(n_k, d)``, the initial support
         ``(N, d)`` and the normalised agent weights ``(K,)``.
-    alpha : float
-        Structure weight in ``[0, 1]`` (0: Wasserstein, 1: GW).
+    alpha, scale : float
+        Structure weight in ``[0, 1]`` (0: Wasserstein, 1: GW); common divisor
+        of all cost matrices (see the mixer).
     n_iter, tol : int, float
-        Maximum number of support updates; stop when the relative objective
-        change of an update is below ``tol``.
-    scale : float
-        Common divisor of all cost matrices (see the mixer).
+        Most support updates; stop at a relative objective change below ``tol``.
     structure : {"features", "free"}
         ``C = D(Z, Z)`` of the support (never formed, rank ``d + 2``), or
         updated like the support to ``sum_k w_k N^2 T_k C_k T_k^T`` (dense).
     device, dtype : torch device and dtype
-        Where and in which precision the iterations run; the returned plans
-        are rounded and their costs recomputed in float64.
+        Where and in which precision the iterations run (plans are rounded and
+        their costs recomputed in float64).
     eps_start, eps_end : float
-        Sinkhorn temperature relative to the spread of the linearised cost:
-        first and last solve, geometric in between.
-    inner_steps, first_steps : int
-        Conditional-gradient steps per warm-started solve, and of the first
-        (cold) solve.
-    sinkhorn_iter : int
-        Scaling iterations per linear step (duals are warm-started).
+        Sinkhorn temperature relative to the linearised cost's spread: first
+        and last solve, geometric in between.
+    inner_steps, first_steps, sinkhorn_iter : int
+        Conditional-gradient steps per warm-started solve and of the first
+        (cold) solve; scaling iterations per linear step (warm duals).
     polish_steps, polish_max_n : int
-        Exact conditional-gradient steps (assignment linear step, one
-        :func:`scipy.optimize.linear_sum_assignment` per agent, about
-        ``O(n^3)``) applied to each final plan whose cloud has as many points
-        as the barycenter (0: off); skipped above ``polish_max_n`` points.
+        Exact assignment steps (one :func:`scipy.optimize.linear_sum_assignment`
+        per agent) on each final plan whose cloud is as large as the
+        barycenter (0: off), skipped above ``polish_max_n`` points.
     threads : int, optional
-        Torch CPU threads during the solve (restored afterwards). Default:
-        1 for small problems (``N * max n_k <= 2**18``), else unchanged.
+        Torch CPU threads during the solve; default 1 for small problems
+        (``N * max n_k <= 2**18``), else unchanged.
     batch_elements : int
-        Plan entries per batch of equal-size clouds solved together (at
-        least one cloud per batch): small enough for the plans to stay in
-        cache across a step's passes. Every cloud has its own temperature;
-        a batch stops stepping once every cloud in it has converged.
+        Plan entries per batch of equal-size clouds solved together, small
+        enough to stay in cache; each cloud keeps its own temperature.
 
     Returns
     -------
