@@ -350,7 +350,7 @@ def fast_fgw_barycenter(
         Structure weight in ``[0, 1]`` (0: Wasserstein, 1: GW); common divisor
         of all cost matrices (see the mixer).
     n_iter, tol : int, float
-        Most support updates; stop at a relative objective change below ``tol``.
+        Most support updates; stop at a relative objective change below tol.
     structure : {"features", "free"}
         ``C = D(Z, Z)`` of the support (never formed, rank ``d + 2``), or
         updated like the support to ``sum_k w_k N^2 T_k C_k T_k^T`` (dense).
@@ -358,8 +358,7 @@ def fast_fgw_barycenter(
         Where and in which precision the iterations run (plans are rounded and
         their costs recomputed in float64).
     eps_start, eps_end : float
-        Sinkhorn temperature relative to the linearised cost's spread: first
-        and last solve, geometric in between.
+        Relative Sinkhorn temperature of the first and last solve (geometric).
     inner_steps, first_steps, sinkhorn_iter : int
         Conditional-gradient steps per warm-started solve and of the first
         (cold) solve; scaling iterations per linear step (warm duals).
@@ -368,11 +367,9 @@ def fast_fgw_barycenter(
         per agent) on each final plan whose cloud is as large as the
         barycenter (0: off), skipped above ``polish_max_n`` points.
     threads : int, optional
-        Torch CPU threads during the solve; default 1 for small problems
-        (``N * max n_k <= 2**18``), else unchanged.
+        Torch CPU threads (default 1 when ``N * max n_k <= 2**18``, else as is).
     batch_elements : int
-        Plan entries per batch of equal-size clouds solved together, small
-        enough to stay in cache; each cloud keeps its own temperature.
+        Plan entries per batch of equal-size clouds solved together (in cache).
 
     Returns
     -------
