@@ -352,11 +352,10 @@ def fast_fgw_barycenter(
     n_iter, tol : int, float
         Most support updates; stop at a relative objective change below tol.
     structure : {"features", "free"}
-        ``C = D(Z, Z)`` of the support (never formed, rank ``d + 2``), or
-        updated like the support to ``sum_k w_k N^2 T_k C_k T_k^T`` (dense).
+        ``C = D(Z, Z)`` of the support (rank ``d + 2``, never formed), or dense,
+        updated like the support to ``sum_k w_k N^2 T_k C_k T_k^T``.
     device, dtype : torch device and dtype
-        Where and in which precision the iterations run (plans are rounded and
-        their costs recomputed in float64).
+        Where and how precisely to iterate (plans are rounded in float64).
     eps_start, eps_end : float
         Relative Sinkhorn temperature of the first and last solve (geometric).
     inner_steps, first_steps, sinkhorn_iter : int
@@ -374,7 +373,7 @@ def fast_fgw_barycenter(
     Returns
     -------
     BarycenterSolution
-        The structure, if free, in input units (not divided by ``scale``).
+        A free structure in input units (not divided by ``scale``).
     """
     _check_options(eps_start, eps_end, structure, polish_steps)
     dev = torch.device(device)
