@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import cast
 
+import torch
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -23,6 +24,7 @@ from otm_flower import protocol as P
 from otm_flower.agent import agent_facts, score_agent
 from otm_flower.config import RunConfig
 from otm_flower.training import LocalTrainer
+from otm_flower.wire_arrays import read_array
 
 from .model_out import save_model
 from .node import agent_for_node, keep_agent_state, restore_trainer
@@ -30,10 +32,19 @@ from .otm_messages import MetricValues
 
 
 def _load_global(msg: Message, trainer: LocalTrainer) -> None:
-    """Load the server's averaged shared layers (none in round 1: own init)."""
+    """Load the server's averaged shared layers (none in round 1: own init).
+
+    Each array is decoded only once its bytes match its header
+    (:func:`otm_flower.wire_arrays.read_array`), so a claimed but absent size
+    allocates nothing.
+    """
     arrays = msg.content.array_records.get(P.ARRAYS_RECORD)
     if arrays is not None and len(arrays) > 0:
-        trainer.model.load_shared_state(arrays.to_torch_state_dict())
+        state = {
+            key: torch.from_numpy(read_array(array, f"global parameter {key!r}"))
+            for key, array in arrays.items()
+        }
+        trainer.model.load_shared_state(state)
 
 
 def handle_fedavg_train(msg: Message, context: Context, config: RunConfig) -> Message:
