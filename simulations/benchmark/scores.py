@@ -8,21 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from otm_flower.config import METHODS
 from simulations.benchmark.grid import REGIMES, dataset_label
 
 #: Row order of methods in tables and legends; others follow alphabetically.
-METHOD_ORDER = (
-    "otm",
-    "otm-w",
-    "otm-gw",
-    "otm-nomix",
-    "otm-fedavg",
-    "otm-head",
-    "fedavg",
-    "local",
-    "raw",
-    "oracle",
-)
+METHOD_ORDER = METHODS
 
 #: ``{(dataset label, regime): {method: [results]}}``.
 Groups = dict[tuple[str, str], dict[str, list[dict[str, Any]]]]

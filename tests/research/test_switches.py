@@ -5,43 +5,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from otm_flower.agent import load_agents, transformed_agents
-from otm_flower.config import ConfigError, RunConfig, parse_run_config
+from otm_flower.config import ConfigError, parse_run_config
 from research.corruption import CorruptAgent, CorruptAgentMod
 from research.dropout import DropoutMod, SimulatedDropout, check_dropout
 from research.robustness import fault_config, fault_scores, main, others_mean
 from simulations.cli import simulate_inprocess
-from tests.synthetic import clustered_views_npz
-
-N, K = 120, 3
-
-
-@pytest.fixture(scope="module")
-def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return clustered_views_npz(
-        tmp_path_factory.mktemp("data") / "three.npz",
-        n=N,
-        k=K,
-        dims=(6, 5, 8),
-        spread=6.0,
-        seed=3,
-        name="three",
-    )
-
-
-def _config(path: Path, **kw: Any) -> RunConfig:
-    values = {
-        "dataset": str(path), "num-server-rounds": 4, "local-epochs": 1,
-        "hidden-dim": 16, "latent-dim": 4, "mix-batch-size": 40,
-        "output-dir": "", "diagnostics-dir": "",
-    }  # fmt: skip
-    values.update(kw)
-    return parse_run_config(values)
+from tests.test_experiments import (  # noqa: F401 (data_path: a fixture)
+    K,
+    N,
+    _config,
+    data_path,
+)
 
 
 def test_dropout_fails_exactly_the_drawn_rounds_and_the_run_goes_on(
