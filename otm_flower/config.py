@@ -35,6 +35,8 @@ SOLVERS = ("exact", "fast")
 PRESETS = ("paper", "validated")
 #: Per-party preprocessing of the features (fitted on the party's training rows).
 PREPROCESS_CHOICES = ("auto", "standard", "tfidf", "l2", "none")
+#: How the server combines shared parameters (otm_flower.averaging.aggregate_shared).
+AGGREGATIONS = ("mean", "median", "trimmed-mean", "krum")
 METHODS = (
     "otm",
     "otm-w",
@@ -112,6 +114,7 @@ class RunConfig:
     label_cost_weight: float = 0.0
     min_agents: int = 2
     outlier_factor: float = 10.0
+    parameter_aggregation: str = "mean"
     dp_clip: float = 0.0
     dp_noise: float = 0.0
     dp_delta: float = 1e-5
@@ -196,6 +199,10 @@ def _choice_checks(c: RunConfig) -> list[Check]:
             f"preprocess must be one of {PREPROCESS_CHOICES}",
         ),
         (c.mix_frame in MIX_FRAMES, f"mix-frame must be one of {MIX_FRAMES}"),
+        (
+            c.parameter_aggregation in AGGREGATIONS,
+            f"parameter-aggregation must be one of {AGGREGATIONS}",
+        ),
         (
             re.fullmatch(r"cpu|auto|cuda(:\d+)?", c.mixer_device) is not None,
             "mixer-device must be cpu, auto, cuda or cuda:N",
