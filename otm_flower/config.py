@@ -37,6 +37,8 @@ PRESETS = ("paper", "validated")
 PREPROCESS_CHOICES = ("auto", "standard", "tfidf", "l2", "none")
 #: How the server combines shared parameters (otm_flower.averaging.aggregate_shared).
 AGGREGATIONS = ("mean", "median", "trimmed-mean", "krum")
+#: What the term guard scores its two candidates with (otm_flower.term_guard).
+GUARD_CRITERIA = ("objective", "held-out", "silhouette")
 METHODS = (
     "otm",
     "otm-w",
@@ -105,6 +107,7 @@ class RunConfig:
     weight_cluster: float = 3.0
     term_guard: bool = False
     term_guard_margin: float = 0.02
+    term_guard_criterion: str = "objective"
     unaligned_rate: float = 1.0
     agents_per_modality: int = 1
     test_fraction: float = 0.2
@@ -202,6 +205,10 @@ def _choice_checks(c: RunConfig) -> list[Check]:
         (
             c.parameter_aggregation in AGGREGATIONS,
             f"parameter-aggregation must be one of {AGGREGATIONS}",
+        ),
+        (
+            c.term_guard_criterion in GUARD_CRITERIA,
+            f"term-guard-criterion must be one of {GUARD_CRITERIA}",
         ),
         (
             re.fullmatch(r"cpu|auto|cuda(:\d+)?", c.mixer_device) is not None,
