@@ -23,7 +23,7 @@ from .label_block import append_label_block, drop_label_block
 from .model_sharing import load_shared_parameters, shared_parameters
 from .models import WAE, mmd_imq
 from .protocol import MixTargets
-from .term_guard import TermGuard
+from .term_guard import TermGuard, codes_silhouette, holdout_size
 
 __all__ = [
     "LocalTrainer",
@@ -155,6 +155,9 @@ class LocalTrainer:
         self.guard = guard
         self.term_scale = 1.0
         self.criterion_rows = _criterion_rows(self.n_train, guard, seed)
+        #: rows the party trains on (``None``: all; a held-out criterion keeps
+        #: its criterion rows out)
+        self.fit_rows = _fit_rows(self.n_train, self.criterion_rows, guard)
 
     @property
     def n_train(self) -> int:
@@ -182,12 +185,12 @@ class LocalTrainer:
     def _epochs(self, epochs: int, targets: MixTargets | None) -> dict[str, float]:
         """``epochs`` passes over the training rows (the terms at ``term_scale``)."""
         self.model.train()
-        rows, mixed, barycenter = _target_tensors(targets)
+        rows, mixed, barycenter = _target_tensors(targets, self.fit_rows)
         sums: dict[str, float] = {}
         steps = 0
         for _ in range(epochs):
-            order = torch.randperm(self.n_train, generator=self.generator)
-            for start in range(0, self.n_train, self.batch_size):
+            order = self._epoch_order()
+            for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 if len(idx) < 2:
                     continue
@@ -199,6 +202,13 @@ class LocalTrainer:
                 steps += 1
         return {name: total / max(steps, 1) for name, total in sums.items()}
 
+    def _epoch_order(self) -> torch.Tensor:
+        """One epoch's minibatch order over the rows the party trains on."""
+        if self.fit_rows is None:
+            return torch.randperm(self.n_train, generator=self.generator)
+        order = torch.randperm(len(self.fit_rows), generator=self.generator)
+        return self.fit_rows[order]
+
     def _guarded_epochs(
         self, epochs: int, targets: MixTargets, guard: TermGuard
     ) -> dict[str, float]:
@@ -206,16 +216,30 @@ class LocalTrainer:
         guard chooses (the exchange stream stays as the terms' run left it)."""
         start = self._snapshot()
         alone_losses = self._epochs(epochs, None)
-        alone_value, alone = self.own_objective(), self._snapshot()
+        alone_value, alone = self.guard_criterion(), self._snapshot()
         self._restore(start)
         self.term_scale = guard.scale
         losses = self._epochs(epochs, targets)
         used = guard.scale
-        keep = guard.update(self.own_objective(), alone_value)
+        keep = guard.update(self.guard_criterion(), alone_value)
         if not keep:
             self._restore(alone)
             losses = alone_losses
         return {**losses, "guard-scale": used, "guard-kept": float(keep)}
+
+    def guard_criterion(self) -> float:
+        """What the guard scores the current model with (lower is better):
+        :meth:`own_objective`, or minus :meth:`criterion_silhouette`."""
+        if self.guard is not None and self.guard.criterion == "silhouette":
+            return -self.criterion_silhouette()
+        return self.own_objective()
+
+    @torch.no_grad()
+    def criterion_silhouette(self) -> float:
+        """Silhouette of the k-means clustering of the criterion rows' codes
+        (k: ``num_clusters``, or 2 without one)."""
+        codes = self.encode(self.x[self.criterion_rows].numpy())
+        return codes_silhouette(codes, max(self.num_clusters, 2))
 
     @torch.no_grad()
     def own_objective(self) -> float:
@@ -353,18 +377,36 @@ class LocalTrainer:
 
 
 def _criterion_rows(n_train: int, guard: TermGuard | None, seed: int) -> torch.Tensor:
-    """The training rows a guard scores the objective on (all rows without a guard:
-    unused), drawn once from their own stream so training is unchanged."""
-    if guard is None or n_train <= guard.rows:
+    """The training rows a guard scores its candidates on (all rows without a
+    guard: unused), drawn once from their own stream so training is unchanged;
+    a held-out criterion takes :func:`~otm_flower.term_guard.holdout_size` rows."""
+    size = n_train if guard is None else guard.rows
+    if guard is not None and guard.holds_out:
+        size = holdout_size(n_train, guard.rows)
+    if n_train <= size:
         return torch.arange(n_train)
     generator = torch.Generator().manual_seed(seed + 2 * _EXCHANGE_STREAM)
-    return torch.randperm(n_train, generator=generator)[: guard.rows].sort().values
+    return torch.randperm(n_train, generator=generator)[:size].sort().values
+
+
+def _fit_rows(
+    n_train: int, criterion_rows: torch.Tensor, guard: TermGuard | None
+) -> torch.Tensor | None:
+    """The rows a party trains on: all (``None``) unless its guard holds the
+    criterion rows out."""
+    if guard is None or not guard.holds_out:
+        return None
+    keep = torch.ones(n_train, dtype=torch.bool)
+    keep[criterion_rows] = False
+    return torch.nonzero(keep).flatten()
 
 
 def _target_tensors(
-    targets: MixTargets | None,
+    targets: MixTargets | None, fit_rows: torch.Tensor | None = None
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """The rows, mixed codes and barycenter of ``targets`` as tensors (or ``None``)."""
+    """The rows, mixed codes and barycenter of ``targets`` as tensors (or ``None``),
+    without the entries of rows outside ``fit_rows`` (``None``: keep all); no
+    entry left is no targets."""
     if targets is None:
         return None, None, None
     rows = torch.as_tensor(targets.rows, dtype=torch.long)
@@ -372,4 +414,10 @@ def _target_tensors(
     barycenter = None
     if targets.barycenter is not None:
         barycenter = torch.as_tensor(targets.barycenter, dtype=torch.float32)
+    if fit_rows is not None:
+        kept = torch.isin(rows, fit_rows)
+        if not kept.any():
+            return None, None, None
+        rows, mixed = rows[kept], mixed[kept]
+        barycenter = None if barycenter is None else barycenter[kept]
     return rows, mixed, barycenter
