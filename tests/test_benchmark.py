@@ -149,7 +149,7 @@ def test_weakest_agent_is_min_over_agents_and_uses_accuracy_for_classification()
 def test_methods_in_fixed_order_then_alphabetical() -> None:
     methods = ["zeta", "oracle", "local", "alpha", "fedavg", "otm-gw", "otm", "raw"]
     results = [make_result(m, 0, [0.5, 0.5]) for m in methods]
-    rows = section(summary_table(results), "handwritten")
+    rows = section(summary_table(results), "### handwritten")
     assert [cells(r)[0] for r in rows] == [
         "otm",
         "otm-gw",
@@ -173,6 +173,8 @@ def test_sections_per_dataset_and_regime() -> None:
     table = summary_table(results)
     headings = [line for line in table.splitlines() if line.startswith("###")]
     assert headings == [
+        "### Regime `unaligned` (clustering): percent, mean ± std over seeds",
+        "### Regime `classification` (classification): percent, mean ± std over seeds",
         "### handwritten / unaligned (clustering)",
         "### handwritten / classification (classification)",
         "### scene-15 / unaligned (clustering)",

@@ -8,11 +8,20 @@ from typing import Any
 
 import numpy as np
 
-from otm_flower.config import METHODS
+from otm_flower.config import METHODS, OTM_METHODS
 from simulations.benchmark.grid import REGIMES, dataset_label
 
 #: Row order of methods in tables and legends; others follow alphabetically.
 METHOD_ORDER = METHODS
+
+#: Regimes whose non-OTM runs are the same runs: ``anchor-rate`` only decides
+#: which training rows carry a linked-record id, and only OTM uploads read those
+#: ids; the data split, the presets and the training of ``local``, ``fedavg``,
+#: ``raw`` and ``oracle`` do not depend on it (checked bit for bit on ORL).
+SAME_RUNS: dict[str, str] = {"anchored": "unaligned", "unaligned": "anchored"}
+
+#: Key a result copied from its sibling regime carries: the regime it ran in.
+SHARED_FROM = "shared_from"
 
 #: ``{(dataset label, regime): {method: [results]}}``.
 Groups = dict[tuple[str, str], dict[str, list[dict[str, Any]]]]
@@ -95,12 +104,45 @@ def result_regime(result: Mapping[str, Any]) -> str:
     return str(regime)
 
 
+def shares_runs(method: str) -> bool:
+    """Whether a method's runs are the same in the regimes of :data:`SAME_RUNS`."""
+    return method not in OTM_METHODS
+
+
+def _share_siblings(groups: Groups) -> None:
+    """Give each (dataset, regime) of :data:`SAME_RUNS` the sibling regime's
+    runs of every method it lacks that :func:`shares_runs` (copies marked with
+    :data:`SHARED_FROM`); only into a regime that holds runs of its own."""
+    for (dataset, regime), runs in list(groups.items()):
+        sibling = groups.get((dataset, SAME_RUNS.get(regime, "")), {})
+        for method, rs in sibling.items():
+            if method in runs or not shares_runs(method):
+                continue
+            runs[method] = [
+                {**r, "regime": regime, SHARED_FROM: result_regime(r)}
+                for r in rs
+                if SHARED_FROM not in r
+            ]
+
+
+def shared_from(runs: Iterable[Mapping[str, Any]]) -> str | None:
+    """The regime runs were copied from (:func:`group_results`), or ``None``."""
+    sources = {r.get(SHARED_FROM) for r in runs}
+    return next(iter(sources)) if len(sources) == 1 else None
+
+
 def group_results(results: Iterable[dict[str, Any]]) -> Groups:
-    """``{(dataset label, regime): {method: [results]}}``, in display order."""
+    """``{(dataset label, regime): {method: [results]}}``, in display order.
+
+    A regime of :data:`SAME_RUNS` without runs of a method that does not read
+    linked records (``local``, ``fedavg``, ``raw``, ``oracle``) takes its
+    sibling regime's runs of it, marked with :data:`SHARED_FROM`.
+    """
     groups: Groups = {}
     for r in results:
         key = (dataset_label(r.get("dataset")), result_regime(r))
         groups.setdefault(key, {}).setdefault(str(r.get("method")), []).append(r)
+    _share_siblings(groups)
     return {
         key: {m: groups[key][m] for m in sorted(groups[key], key=method_sort_key)}
         for key in sorted(groups, key=lambda k: (k[0], regime_sort_key(k[1])))

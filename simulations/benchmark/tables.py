@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from simulations.benchmark.headline import headline_tables
+from simulations.benchmark.markdown import markdown_table
 from simulations.benchmark.scores import (
     finite,
     format_pm,
@@ -13,6 +15,7 @@ from simulations.benchmark.scores import (
     mean_present,
     mean_score,
     score_key,
+    shared_from,
     weakest_score,
 )
 
@@ -39,14 +42,8 @@ GAINS_COLUMNS = (
     "otm - fedavg",
     "weakest: otm - local",
     "local-to-oracle gap closed",
+    "local runs",
 )
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """The lines of a markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
 
 
 def _task(runs: dict[str, list[dict[str, Any]]]) -> str:
@@ -61,7 +58,7 @@ def _summary_row(method: str, rs: list[dict[str, Any]]) -> list[str]:
         (int(r.get("bytes_up") or 0) + int(r.get("bytes_down") or 0)) / 1e6 for r in rs
     )
     return [
-        method,
+        method_label(method, rs),
         str(len(rs)),
         *(format_pm(mean_score(r, k) for r in rs) for k in CLUSTER_KEYS),
         format_pm(mean_score(r, "accuracy") for r in rs if is_classification(r)),
@@ -70,6 +67,22 @@ def _summary_row(method: str, rs: list[dict[str, Any]]) -> list[str]:
         "-" if wall is None else f"{wall:.1f}",
         "-" if mb is None else f"{mb:.2f}",
     ]
+
+
+def method_label(method: str, runs: list[dict[str, Any]]) -> str:
+    """A method's name, with the regime its runs come from when they were
+    taken from the sibling regime (:data:`~simulations.benchmark.scores.SAME_RUNS`)."""
+    source = shared_from(runs)
+    return method if source is None else f"{method} ({source} runs)"
+
+
+def local_runs(regime: str, runs: Mapping[str, list[dict[str, Any]]]) -> str:
+    """Which ``local`` runs a gain compares with: the regime's own, those of its
+    sibling regime (the same runs), or none."""
+    if not runs.get("local"):
+        return "-"
+    source = shared_from(runs["local"])
+    return f"{regime} (own)" if source is None else f"{source} (same runs)"
 
 
 #: ``(title, rows)`` of one table section.
@@ -92,12 +105,29 @@ def summary_sections(results: list[dict[str, Any]]) -> list[Section]:
 
 
 def summary_table(results: list[dict[str, Any]]) -> str:
+    """The headline (one table per regime over the data sets, with its targets:
+    :func:`~simulations.benchmark.headline.headline_tables`), then the details
+    (:func:`detail_tables`)."""
+    if not results:
+        return "_No results._\n"
+    return "\n".join(
+        [
+            headline_tables(results),
+            "## Per data set and regime (fractions, mean ± std over seeds)",
+            "",
+            detail_tables(results),
+        ]
+    )
+
+
+def detail_tables(results: list[dict[str, Any]]) -> str:
     """Markdown tables, one section per (dataset, regime), one row per method.
 
     ACC/NMI/ARI/purity/accuracy are the per-run means over agents, then mean ± std
     over seeds (runs); ``weakest agent`` is the per-run minimum over agents of the
     headline metric (accuracy for classification, ACC otherwise); ``MB/run`` is
-    ``(bytes_up + bytes_down) / 1e6``, averaged over runs.
+    ``(bytes_up + bytes_down) / 1e6``, averaged over runs. A method whose runs
+    come from the sibling regime is named with it (``local (unaligned runs)``).
     """
     if not results:
         return "_No results._\n"
@@ -149,6 +179,7 @@ def _gains_row(
         _signed(_diff(otm, fedavg)),
         _signed(weakest),
         closed,
+        local_runs(regime, runs),
     ]
 
 
