@@ -1,7 +1,10 @@
 """What the project's WAE agent uploads in a round: which rows, and their codes
 under local differential privacy.
 
-Without local DP an upload is ``size`` rows (linked rows first). With local DP
+Rows with a record id are drawn by the ids (:func:`otm_flower.anchors.upload_ids`:
+a simulated agent's ids are those of the keys ``otm-flower split`` gives its
+rows, so a simulation and the split's parties upload the same rows). Without
+local DP an upload is ``size`` rows (rows with an id first). With local DP
 (``dp-clip > 0``) the rows are drawn by Poisson sampling at rate
 ``size / n_train``, as :mod:`otm_flower.privacy` accounts: a linked row by a coin
 every agent holding that record agrees on (a hash of its id and the round), the
@@ -16,7 +19,7 @@ import hashlib
 import numpy as np
 
 from otm_flower.agent import agent_anchor_ids, load_agents
-from otm_flower.anchors import upload_rows
+from otm_flower.anchors import upload_ids, upload_rows
 from otm_flower.config import RunConfig
 from otm_flower.data import AgentData
 from otm_flower.privacy import clip_and_noise, upload_epsilon
@@ -34,19 +37,21 @@ def choose_rows(
 ) -> np.ndarray:
     """The ``size`` training rows whose codes go up this round.
 
-    Without anchors, a draw of the trainer's exchange stream; with anchors, the
-    anchored rows first (so the server can pin them every round), then a draw
-    seeded by ``(seed, agent, round)``. With local DP, a Poisson draw
-    (:func:`poisson_rows`).
+    Without record ids, a draw of the trainer's exchange stream; with ids
+    (:func:`otm_flower.anchors.upload_ids`), :func:`otm_flower.anchors.upload_rows`:
+    rows with an id first, ranked by a hash of (id, round) that agents holding
+    the same record compute alike, then a draw seeded by ``(seed, agent,
+    round)``. With local DP, a Poisson draw (:func:`poisson_rows`).
     """
+    ids = upload_ids(agent, config, anchor_ids)
     if config.dp_clip > 0:
         rng = np.random.default_rng([config.seed, agent.agent_id, server_round, 47])
-        ids = np.full(agent.n_train, -1) if anchor_ids is None else anchor_ids
+        ids = np.full(agent.n_train, -1) if ids is None else ids
         return poisson_rows(ids, size, rng, server_round=server_round)
-    if anchor_ids is None:
+    if ids is None:
         return trainer.sample_rows(size)
     rng = np.random.default_rng([config.seed, agent.agent_id, server_round, 43])
-    return upload_rows(anchor_ids, size, rng, round_key=server_round)
+    return upload_rows(ids, size, rng, round_key=server_round)
 
 
 def _shared_coin(record_id: int, server_round: int) -> float:

@@ -64,14 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
 def party_keys(rows: np.ndarray, party: int, link_rate: float, seed: int) -> np.ndarray:
     """Record keys of a party's rows: ``r<sample>`` for linkable records (the
     same at every party), ``p<party>-<sample>`` otherwise; never numeric, so a
-    reader cannot take them for a feature column."""
-    linkable = simulated_record_keys(rows, link_rate, seed) != ""
-    return np.array(
-        [
-            f"r{s}" if shared else f"p{party}-{s}"
-            for s, shared in zip(rows, linkable, strict=True)
-        ]
-    )
+    reader cannot take them for a feature column.  These are the keys a
+    simulation of the data set gives its agents
+    (:func:`otm_flower.anchors.simulated_record_keys`)."""
+    return simulated_record_keys(rows, link_rate, seed, party)
 
 
 def _frame(
@@ -128,7 +124,7 @@ def write_parties(
         folder.mkdir(parents=True, exist_ok=True)
         paths = (folder / f"train.{fmt}", folder / f"test.{fmt}")
         for path, which in zip(paths, (rows.train, rows.test), strict=True):
-            keys = party_keys(which, rows.view, link_rate, seed)
+            keys = party_keys(which, rows.agent_id, link_rate, seed)
             _write(path, _frame(data, rows, which, keys))
         written.append(paths)
     return written

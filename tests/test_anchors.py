@@ -10,15 +10,19 @@ import pytest
 from flwr.app import Context, Message
 
 from otm_flower import protocol as P
+from otm_flower.anchored import anchored_fgw_barycenter
 from otm_flower.anchors import (
     simulated_anchor_ids,
     simulated_record_keys,
     simulation_secret,
+    upload_ids,
     upload_rows,
 )
 from otm_flower.config import parse_run_config
+from otm_flower.data import AgentData
 from otm_flower.linkage import link_ids
 from simulations.cli import simulate_inprocess
+from simulations.split import party_keys
 from tests.synthetic import clustered_views_npz
 
 
@@ -46,11 +50,65 @@ def test_simulated_linkage_is_the_real_parties_path() -> None:
     secret: what a party holding those keys and that secret uploads."""
     samples = np.arange(500)
     keys = simulated_record_keys(samples, 0.2, seed=1)
-    assert set(keys[keys != ""]) == {str(s) for s in samples[keys != ""]}
+    assert set(keys[keys != ""]) == {f"r{s}" for s in samples[keys != ""]}
     np.testing.assert_array_equal(
         simulated_anchor_ids(samples, 0.2, seed=1),
         link_ids(keys, simulation_secret(1)),
     )
+    # With the agent's id every row has a key: the linkable ones shared, the
+    # others the agent's own, as otm-flower split writes them.
+    own = simulated_record_keys(samples, 0.2, seed=1, party=2)
+    linkable = keys != ""
+    np.testing.assert_array_equal(own[linkable], keys[linkable])
+    assert set(own[~linkable]) == {f"p2-{s}" for s in samples[~linkable]}
+    np.testing.assert_array_equal(own, party_keys(samples, 2, 0.2, seed=1))
+    ids = simulated_anchor_ids(samples, 0.2, seed=1, party=2)
+    assert (ids >= 0).all()
+    other = simulated_anchor_ids(samples, 0.2, seed=1, party=3)
+    assert set(ids.tolist()) & set(other.tolist()) == set(ids[linkable].tolist())
+    assert len(simulation_secret(1)) == 64 and simulation_secret(1).isalnum()
+
+
+def test_simulated_agents_draw_their_uploads_by_their_keys_ids() -> None:
+    """A simulated agent draws its upload rows by the ids of all its keys,
+    the draw of a party holding those keys; without linkage, by nothing."""
+    config = parse_run_config({"anchor-rate": 0.1, "seed": 4})
+    samples = np.random.default_rng(0).permutation(300)
+    agent = AgentData(
+        agent_id=1, modality=1, modality_name="v", x_train=np.zeros((300, 2)),
+        y_train=None, x_test=np.zeros((1, 2)), y_test=None,
+        train_ids=samples, test_ids=np.zeros(1, np.int64),
+    )  # fmt: skip
+    sent = simulated_anchor_ids(samples, 0.1, seed=4)
+    drawn = upload_ids(agent, config, sent)
+    assert drawn is not None
+    np.testing.assert_array_equal(
+        drawn, simulated_anchor_ids(samples, 0.1, seed=4, party=1)
+    )
+    np.testing.assert_array_equal(drawn[sent >= 0], sent[sent >= 0])
+    assert upload_ids(agent, parse_run_config({}), None) is None
+    party_ids = np.arange(300, dtype=np.int64)
+    party = AgentData(**{**agent.__dict__, "link_ids": party_ids})
+    assert upload_ids(party, config, party_ids) is party_ids
+
+
+def test_pinning_ignores_ids_only_one_upload_holds() -> None:
+    """Ids that a single upload holds change nothing: the server pins only ids
+    two uploads share, so a solitary id acts as no id (-1)."""
+    rng = np.random.default_rng(3)
+    codes = [rng.normal(size=(30, 3)), rng.normal(size=(25, 3))]
+    shared = np.arange(6, dtype=np.int64) + 1000
+    with_solitary = [np.arange(30, dtype=np.int64) + 10**6, np.arange(25) + 2 * 10**6]
+    with_solitary[0][:6] = shared
+    with_solitary[1][5:11] = shared
+    without = [np.where(np.isin(a, shared), a, -1) for a in with_solitary]
+    a = anchored_fgw_barycenter(codes, with_solitary, n_points=20, seed=0)
+    b = anchored_fgw_barycenter(codes, without, n_points=20, seed=0)
+    np.testing.assert_array_equal(a.anchor_ids, shared)
+    np.testing.assert_array_equal(a.anchor_ids, b.anchor_ids)
+    np.testing.assert_array_equal(a.barycenter, b.barycenter)
+    for ta, tb in zip(a.plans, b.plans, strict=True):
+        np.testing.assert_array_equal(ta, tb)
 
 
 def test_upload_rows_always_include_the_anchored_rows() -> None:

@@ -13,6 +13,7 @@ from flwr.app import Context, RecordDict
 
 from clients.app import build_client_app
 from clients.node import agent_for_node
+from otm_flower.anchors import simulation_secret
 from otm_flower.config import ConfigError, parse_run_config
 from otm_flower.linkage import link_ids, read_link_secret
 from otm_flower.metrics import clustering_accuracy
@@ -158,6 +159,33 @@ def test_file_parties_give_the_simulations_metrics(
     files = _run(config, parties, 3)
     assert _scores(files) == _scores(simulated)
     assert all(row["acc"] is not None for row in files["agents"])
+
+
+def test_linked_file_parties_give_the_simulations_metrics(
+    data_path: Path, tmp_path: Path
+) -> None:
+    """With 5% linked records, the split's files (record keys, a secret) and
+    the simulation at anchor-rate 0.05 upload the same rows, pin the same
+    shared ids and give identical per-agent metrics and byte counts."""
+    out = _split(data_path, tmp_path / "parties", "csv", rate=0.05)
+    secret = out / "link-secret.txt"
+    secret.write_bytes(simulation_secret(0) + b"\n")  # the simulation's secret
+    config = _config(data_path, **{"anchor-rate": 0.05})
+    simulated = _run(config, None, 3)
+    link = {"label-column": "label", "key-column": "record_key"}
+    parties = [
+        _party(out, i, **link, **{"link-secret-file": str(secret)}) for i in range(3)
+    ]
+    files = _run(config, parties, 3)
+    assert _scores(files) == _scores(simulated)
+    assert files["bytes_up"] == simulated["bytes_up"]
+    assert files["bytes_down"] == simulated["bytes_down"]
+    tables = [
+        read_party_file(out / f"party-{i}" / "train.csv", key_column="record_key")
+        for i in range(3)
+    ]
+    shared = set.intersection(*(set(t.keys.tolist()) for t in tables))
+    assert 0 < len(shared) < 0.15 * tables[0].n_rows  # about 5% are linked
 
 
 def test_parquet_parties_match_too(data_path: Path, tmp_path: Path) -> None:
