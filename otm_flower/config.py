@@ -39,6 +39,8 @@ PREPROCESS_CHOICES = ("auto", "standard", "tfidf", "l2", "none")
 AGGREGATIONS = ("mean", "median", "trimmed-mean", "krum")
 #: What the term guard scores its two candidates with (otm_flower.term_guard).
 GUARD_CRITERIA = ("objective", "held-out", "silhouette")
+#: Whether the parties hold linked records (the validated preset's regime).
+LINKED_RECORDS = ("auto", "yes", "no")
 METHODS = (
     "otm",
     "otm-w",
@@ -113,6 +115,7 @@ class RunConfig:
     test_fraction: float = 0.2
     validation_fraction: float = 0.0
     anchor_rate: float = 0.0
+    linked_records: str = "auto"
     anchor_weight: float = 30.0
     label_cost_weight: float = 0.0
     min_agents: int = 2
@@ -161,6 +164,13 @@ class RunConfig:
         return _METHOD_SHARING.get(self.method, "none")
 
     @property
+    def linked(self) -> bool:
+        """Whether the parties hold linked records (the ``anchored`` regime):
+        ``linked-records = "yes"`` (parties linked by record keys), or
+        ``"auto"`` with ``anchor-rate`` > 0."""
+        return _linked(self.linked_records, self.anchor_rate)
+
+    @property
     def label_cost(self) -> bool:
         """Whether OTM uploads carry the label block (``label-cost-weight`` > 0)."""
         return self.label_cost_weight > 0 and self.method in OTM_METHODS
@@ -205,6 +215,10 @@ def _choice_checks(c: RunConfig) -> list[Check]:
         (
             c.parameter_aggregation in AGGREGATIONS,
             f"parameter-aggregation must be one of {AGGREGATIONS}",
+        ),
+        (
+            c.linked_records in LINKED_RECORDS,
+            f"linked-records must be one of {LINKED_RECORDS}",
         ),
         (
             c.term_guard_criterion in GUARD_CRITERIA,
@@ -335,7 +349,10 @@ def _with_preset(values: dict[str, Any], given: set[str] | None) -> dict[str, An
         return values
     method = values.get("method", RunConfig.method)
     task = values.get("task", RunConfig.task)
-    anchored = values.get("anchor_rate", RunConfig.anchor_rate) > 0
+    anchored = _linked(
+        values.get("linked_records", RunConfig.linked_records),
+        values.get("anchor_rate", RunConfig.anchor_rate),
+    )
     try:
         keys = preset_keys(method, task, anchored)
     except ValueError:
@@ -347,6 +364,12 @@ def _with_preset(values: dict[str, Any], given: set[str] | None) -> dict[str, An
         if name not in (given or ()) and out.get(name, reference) == reference:
             out[name] = value
     return out
+
+
+def _linked(linked_records: str, anchor_rate: float) -> bool:
+    """Whether parties hold linked records: ``yes``, or ``auto`` with
+    ``anchor-rate`` > 0 (a simulation's linkage)."""
+    return linked_records == "yes" or (linked_records == "auto" and anchor_rate > 0)
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:

@@ -3,7 +3,8 @@
 ``preset = "validated"`` (the default) gives every key a preset governs the value
 chosen on validation splits (each party's own training rows; test rows unused)
 for the situation the run config describes: the task (clustering or
-classification) and whether parties hold linked records (``anchor-rate`` > 0).
+classification) and whether parties hold linked records (``linked-records``:
+``yes`` for parties linked by record keys, or ``auto`` with ``anchor-rate`` > 0).
 ``preset = "paper"`` keeps the OTM paper's reference values (the
 :class:`~otm_flower.config.RunConfig` field defaults). The selection runs and
 their figures are in ``configs/hyperparameters.toml``, which the benchmark reads

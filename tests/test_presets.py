@@ -33,6 +33,10 @@ def test_default_is_validated_and_paper_is_the_reference() -> None:
         ({}, (0.0, 0.0, "own", True)),  # unaligned clustering: no mix
         (ANCHORED, (1.0, 3.0, "own", True)),  # linked records: mix and align
         ({"task": "classification"}, (0.1, 0.0, "shared", True)),
+        # parties linked by record keys say so; auto follows anchor-rate
+        ({"linked-records": "yes"}, (1.0, 3.0, "own", True)),
+        ({**ANCHORED, "linked-records": "no"}, (0.0, 0.0, "own", True)),
+        ({**ANCHORED, "linked-records": "auto"}, (1.0, 3.0, "own", True)),
     ],
 )
 def test_otm_takes_the_regime_settings(keys, expected) -> None:
@@ -65,6 +69,16 @@ def test_flowers_complete_run_config_takes_the_preset() -> None:
     assert (config.weight_mix, config.weight_reg, config.term_guard) == (1.0, 3.0, True)
     config = parse_run_config({**app_config, "weight-mix": 2.0})
     assert config.weight_mix == 2.0
+
+
+def test_linked_records_is_checked_and_read_from_flowers_run_config() -> None:
+    full = {**RunConfig().to_dict(), "linked-records": "yes"}
+    config = parse_run_config(full)
+    assert config.linked and (config.weight_mix, config.weight_reg) == (1.0, 3.0)
+    assert not parse_run_config({}).linked
+    assert parse_run_config(ANCHORED).linked
+    with pytest.raises(ValueError, match="linked-records must be one of"):
+        parse_run_config({"linked-records": "maybe"})
 
 
 def test_resolved_configs_survive_a_round_trip() -> None:
