@@ -2,9 +2,10 @@
 
 ``otm-flower bench --readme DIR...`` rewrites what lies between the marker
 comments :data:`START` and :data:`END` of a README: one row per (data set,
-regime), mean ± std over seeds of each method's mean-over-agents test score,
-OTM's purity, its gain over ``local`` and its coupling agreement next to chance,
-stamped with the date, the machine and the command that made the runs.
+regime), mean ± std over seeds of each method's mean-over-agents test score
+(percent), OTM's purity, its gains over ``local`` and over ``fedavg`` and its
+coupling agreement next to chance, stamped with the date, the machine and the
+commands that made the runs.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from otm_flower.results import agreement_chance
 from simulations.benchmark.grid import load_results
 from simulations.benchmark.scores import (
     finite,
-    format_pm,
     group_results,
     mean_present,
     mean_score,
+    present,
     score_key,
+    shared_from,
 )
 from simulations.benchmark.tables import markdown_table
 from simulations.machine import machine_stamp
@@ -58,47 +62,82 @@ def _recorded(folder: Path) -> str:
 
 
 def _agreement(runs: list[dict[str, Any]]) -> str:
-    """OTM's coupling agreement (mean ± std over seeds) and its chance level."""
-    text = format_pm(finite(r.get("coupling_agreement")) for r in runs)
-    chance = agreement_chance(runs[0]) if runs and text != "-" else None
-    return text if chance is None else f"{text} (chance {chance[0]:.2f})"
+    """OTM's coupling agreement (mean over seeds) and its chance level."""
+    value = mean_present(finite(r.get("coupling_agreement")) for r in runs)
+    if value is None:
+        return "-"
+    chance = agreement_chance(runs[0])
+    return f"{value:.2f}" if chance is None else f"{value:.2f} ({chance[0]:.2f})"
+
+
+def _percent(runs: list[dict[str, Any]], key: str | None = None) -> str:
+    """Mean ± std over seeds of a score, in percent with one decimal."""
+    values = [100 * v for v in present(mean_score(r, key) for r in runs)]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+
+
+def _gain(runs: dict[str, list[dict[str, Any]]], other: str) -> str:
+    otm, base = (
+        mean_present(mean_score(r) for r in runs.get(m, [])) for m in ("otm", other)
+    )
+    return "-" if otm is None or base is None else f"{100 * (otm - base):+.1f}"
 
 
 def _row(
-    title: str, runs: dict[str, list[dict[str, Any]]], methods: list[str]
+    dataset: str, regime: str, runs: dict[str, list[dict[str, Any]]], methods: list[str]
 ) -> list[str]:
     otm = runs.get("otm", [])
     keys = sorted({score_key(r) for rs in runs.values() for r in rs})
-    otm_mean, local_mean = (
-        mean_present(mean_score(r) for r in runs.get(m, [])) for m in ("otm", "local")
-    )
-    gain = None if otm_mean is None or local_mean is None else otm_mean - local_mean
     return [
-        title,
+        dataset,
+        regime,
         "/".join(keys),
-        *(format_pm(mean_score(r) for r in runs.get(m, [])) for m in methods),
-        format_pm(mean_score(r, "purity") for r in otm),
-        "-" if gain is None else f"{gain:+.3f}",
+        *(_percent(runs.get(m, [])) for m in methods),
+        _percent(otm, "purity"),
+        _gain(runs, "local"),
+        _gain(runs, "fedavg"),
         _agreement(otm),
-        ", ".join(sorted({str(r.get("rounds")) for rs in runs.values() for r in rs})),
     ]
 
 
 def results_table(results: list[dict[str, Any]]) -> str:
-    """The README's results table (markdown) of ``results``."""
+    """The README's results table (markdown) of ``results``: one row per data set
+    and regime, scores in percent."""
     groups = group_results(results)
     methods = [m for m in README_METHODS if any(m in g for g in groups.values())]
     header = [
-        "data set / regime",
+        "data set",
+        "regime",
         "score",
         *methods,
         "otm purity",
-        "otm - local",
-        "coupling agreement (otm)",
-        "rounds",
+        "otm − local",
+        "otm − fedavg",
+        "coupling agreement (chance)",
     ]
-    rows = [_row(f"{d} / {g}", runs, methods) for (d, g), runs in groups.items()]
+    rows = [_row(d, g, runs, methods) for (d, g), runs in groups.items()]
     return "\n".join(markdown_table(header, rows))
+
+
+def _shared_note(results: list[dict[str, Any]]) -> str:
+    """A sentence naming the rows whose baselines are the sibling regime's runs."""
+    pairs = sorted(
+        {
+            (regime, source)
+            for (_, regime), runs in group_results(results).items()
+            for rs in runs.values()
+            if (source := shared_from(rs)) is not None
+        }
+    )
+    return "".join(
+        f" The baselines of the `{regime}` rows are the `{source}` runs (the same "
+        "runs: linked records reach only OTM uploads)."
+        for regime, source in pairs
+    )
 
 
 def readme_block(folders: Sequence[str | Path]) -> str:
@@ -114,13 +153,15 @@ def readme_block(folders: Sequence[str | Path]) -> str:
     if not results:
         raise ValueError(f"no results under {[str(f / 'runs') for f in paths]}")
     seeds = sorted({str(r.get("seed")) for r in results})
+    rounds = sorted({str(r.get("rounds")) for r in results})
     stamp = textwrap.fill(
         f"Generated {machine_stamp()} by `otm-flower bench --readme "
         f"{' '.join(str(f) for f in folders)}` from {len(results)} runs "
         f"(seeds {', '.join(seeds)}) made by "
-        f"{'; '.join(_recorded(f) for f in paths)}. Scores: mean ± std over seeds "
-        "of the mean over agents of the test score at the final round (ACC for "
-        "clustering, accuracy for classification).",
+        f"{'; '.join(_recorded(f) for f in paths)}. Scores: percent, mean ± std "
+        "over seeds of the mean over agents of the held-out test score at the "
+        f"final round (rounds: {', '.join(rounds)}; ACC for clustering, accuracy "
+        f"for classification).{_shared_note(results)}",
         width=88,
         break_long_words=False,
         break_on_hyphens=False,

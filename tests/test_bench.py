@@ -308,9 +308,13 @@ def test_readme_block_is_regenerated_from_bench_output(
     otm = json.loads((out / "runs" / "tiny__otm__unaligned__seed0.json").read_text())
     row = next(line for line in block.splitlines() if line.startswith("| tiny"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[:2] == ["tiny / unaligned", "acc"]
-    assert cells[2] == f"{otm['mean']['acc']:.3f}"
-    assert cells[4] == f"{otm['mean']['purity']:.3f}"
+    assert cells[:3] == ["tiny", "unaligned", "acc"]
+    assert cells[3] == f"{100 * otm['mean']['acc']:.1f}"  # percent
+    assert cells[5] == f"{100 * otm['mean']['purity']:.1f}"
+    local = json.loads(
+        (out / "runs" / "tiny__local__unaligned__seed0.json").read_text()
+    )
+    assert cells[6] == f"{100 * (otm['mean']['acc'] - local['mean']['acc']):+.1f}"
     words = " ".join(block.split())  # the stamp is wrapped at 88 columns
     assert platform.platform() in words and "--methods otm,local" in words
     assert "from 2 runs (seeds 0)" in words

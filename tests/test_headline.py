@@ -101,3 +101,24 @@ def test_targets_hold_and_fail_with_the_figures() -> None:
     assert "**fails** (0 of 1" in cls[1]  # no fedavg: not counted as a win
     missing = target_lines("unaligned", {"a": SetScores(local=0.5)})
     assert "not measured on a" in missing[0] and "**fails**" in missing[0]
+
+
+def test_readme_rows_per_set_and_regime_with_shared_baselines(tmp_path) -> None:
+    from otm_flower.results import write_result
+    from simulations.readme_results import readme_block
+
+    for i, result in enumerate(anchored_grid()):
+        write_result(result, tmp_path / "runs" / f"r{i}.json")
+    block = readme_block([tmp_path])
+    rows = {
+        tuple(cells(line)[:2]): cells(line)
+        for line in block.splitlines()
+        if line.startswith("| handwritten")
+    }
+    anchored = rows[("handwritten", "anchored")]
+    # otm, fedavg, local, raw, oracle, purity, gains, agreement
+    assert anchored[3:8] == ["70.0 ± 7.1", "55.0", "50.0 ± 0.0", "40.0", "90.0"]
+    assert anchored[8:11] == ["75.0 ± 7.1", "+20.0", "+15.0"]
+    assert rows[("handwritten", "unaligned")][9] == "+0.0"
+    words = " ".join(block.split())
+    assert "baselines of the `anchored` rows are the `unaligned` runs" in words
