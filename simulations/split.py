@@ -9,8 +9,10 @@ these files and the simulation of the data set train on the same rows. Record
 keys: the linkable records (the simulator's ``anchor-rate`` choice,
 :func:`otm_flower.anchors.simulated_record_keys`, at ``--link-rate``) carry the
 same key at every party, every other row a key unique to its party (see
-:func:`party_keys`). It prints
-the SuperNode command of each party and the run command.
+:func:`party_keys`): the keys a simulation at ``anchor-rate`` gives its agents.
+It prints the SuperNode command of each party and the run command (with
+``linked-records='yes'`` when ``--link-rate`` > 0, so that the run takes the
+validated settings of linked records).
 """
 
 from __future__ import annotations
@@ -138,8 +140,11 @@ def write_secret(out: Path) -> Path:
     return path
 
 
-def commands(parties: list[tuple[Path, Path]], secret: Path) -> list[str]:
-    """One SuperNode command per party, then the run command."""
+def commands(
+    parties: list[tuple[Path, Path]], secret: Path, *, linked: bool = False
+) -> list[str]:
+    """One SuperNode command per party, then the run command (with
+    ``linked-records='yes'`` when ``linked``: some keys are shared)."""
     lines = []
     for i, (train, test) in enumerate(parties):
         config = (
@@ -151,8 +156,9 @@ def commands(parties: list[tuple[Path, Path]], secret: Path) -> list[str]:
             "flower-supernode --insecure --superlink 127.0.0.1:8000 "
             f"--port {9100 + i} --node-config {shlex.quote(config)}"
         )
+    regime = "linked-records='yes' " if linked else ""
     lines.append(
-        f'flwr run . <federation> --run-config "num-agents={len(parties)} '
+        f'flwr run . <federation> --run-config "num-agents={len(parties)} {regime}'
         'n-clusters=<k, needed when a party has no labels>"'
     )
     return lines
@@ -179,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"{len(parties)} parties of {data.name} written to {out}")
     print("Start one SuperNode per party, then the run:")
-    for line in commands(parties, secret):
+    for line in commands(parties, secret, linked=args.link_rate > 0):
         print("  " + line)
     return 0
 

@@ -3,6 +3,7 @@ simulation, linkage, unlabelled parties, saved models, the waiting server."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +317,52 @@ def test_shared_record_keys_become_the_same_opaque_ids(
     )
     # The features never include the key or label columns.
     assert agents[0].input_dim == 6 and agents[0].feature_names[0] == "a_0"
+
+
+def _printed_run_config(printed: str) -> dict[str, Any]:
+    """The run config of the ``flwr run`` line ``otm-flower split`` printed, on
+    top of the app's whole table (what Flower hands a run)."""
+    import tomllib
+
+    from flwr.common.config import parse_config_args
+
+    line = next(x for x in printed.splitlines() if "flwr run" in x)
+    overrides = line.split("--run-config ", 1)[1].strip().strip('"')
+    overrides = overrides.replace("<k, needed when a party has no labels>", "4")
+    table = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    app = table["tool"]["flwr"]["app"]["config"]
+    return {**app, **parse_config_args([overrides])}
+
+
+def test_key_linked_parties_train_with_the_anchored_settings(
+    data_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Split with shared keys prints linked-records='yes': server and parties
+    parse the anchored regime's settings (mix and align), not the unaligned
+    ones (no mix) that anchor-rate 0 alone would give; the parties pin their
+    shared ids."""
+    out = _split(data_path, tmp_path / "linked", "csv", rate=0.3)
+    run_config = _printed_run_config(capsys.readouterr().out)
+    assert run_config["linked-records"] == "yes" and run_config["anchor-rate"] == 0
+    config = parse_run_config(run_config)
+    assert config.linked and config.mix_frame == "own"
+    assert (config.weight_mix, config.weight_reg) == (1.0, 3.0)
+    unlinked = parse_run_config({**run_config, "linked-records": "auto"})
+    assert (unlinked.weight_mix, unlinked.weight_reg) == (0.0, 0.0)
+    _split(data_path, tmp_path / "unlinked", "csv", rate=0.0)
+    assert _printed_run_config(capsys.readouterr().out)["linked-records"] == "auto"
+    small = dataclasses.replace(
+        config, dataset=str(data_path), num_server_rounds=1, local_epochs=1,
+        hidden_dim=16, latent_dim=4, mix_batch_size=60, test_fraction=0.25,
+        output_dir="", diagnostics_dir="", out="",
+    )  # fmt: skip
+    secret = str(out / "link-secret.txt")
+    link = {"label-column": "label", "key-column": "record_key"}
+    parties = [_party(out, i, **link, **{"link-secret-file": secret}) for i in range(3)]
+    result = _run(small, parties, 3)
+    assert result["config"]["weight-mix"] == 1.0
+    assert result["config"]["linked-records"] == "yes"
+    assert all(row["acc"] is not None for row in result["agents"])
 
 
 # -------------------------------------------------------------------- server
