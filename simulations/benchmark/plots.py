@@ -278,3 +278,86 @@ def _cmap_colour(name: str, index: int) -> Any:
 
     cmap = colormaps[name]
     return cmap(index % cmap.N)
+
+
+def link_rate_gains(
+    results: list[dict[str, Any]],
+) -> dict[str, dict[float, list[float]]]:
+    """``{dataset: {anchor rate: [otm - local per seed]}}`` of clustering runs.
+
+    Each ``otm`` run is paired with the ``local`` run of its data set and seed
+    (``local`` does not read linked records, so any regime's run of it serves);
+    an ``otm`` run without its ``local`` run is left out.
+    """
+    local: dict[tuple[str, Any], float] = {}
+    for (dataset, _), runs in group_results(results).items():
+        for r in runs.get("local", []):
+            if (score := mean_score(r)) is not None:
+                local[(dataset, r.get("seed"))] = score
+    gains: dict[str, dict[float, list[float]]] = {}
+    for (dataset, _), runs in group_results(results).items():
+        for r in runs.get("otm", []):
+            base = local.get((dataset, r.get("seed")))
+            score = mean_score(r)
+            if base is None or score is None:
+                continue
+            rate = float((r.get("config") or {}).get("anchor-rate", 0.0))
+            gains.setdefault(dataset, {}).setdefault(rate, []).append(score - base)
+    return gains
+
+
+def plot_link_rate(results: list[dict[str, Any]], path: str | Path) -> Path:
+    """Plot ``otm``'s gain over ``local`` (points, mean ± std over seeds)
+    against the share of linked records, one line per data set.
+
+    Raises
+    ------
+    ValueError
+        When no ``otm`` run has its ``local`` run of the same data set and seed.
+    """
+    gains = link_rate_gains(results)
+    if not gains:
+        raise ValueError("no otm run with a local run of the same data set and seed")
+    fig = new_figure(6.0, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    for dataset, by_rate in sorted(gains.items()):
+        rates = sorted(by_rate)
+        mean = [100 * float(np.mean(by_rate[x])) for x in rates]
+        std = [
+            100 * float(np.std(by_rate[x], ddof=1)) if len(by_rate[x]) > 1 else 0.0
+            for x in rates
+        ]
+        seeds = sorted({len(by_rate[x]) for x in rates})
+        label = f"{dataset} ({'/'.join(map(str, seeds))} seeds)"
+        ax.errorbar(rates, mean, yerr=std, marker="o", capsize=3, label=label)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.axhline(-0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("share of linked records (anchor-rate)")
+    ax.set_ylabel("otm − local, test ACC (points)")
+    ax.set_title("Gain of OTM over training alone against the link rate")
+    ax.legend(fontsize=8)
+    return save_png(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m simulations.benchmark.plots link-rate --out PNG DIR...``."""
+    import argparse
+
+    from simulations.benchmark.grid import load_results
+
+    parser = argparse.ArgumentParser(
+        prog="python -m simulations.benchmark.plots",
+        description="plots of bench folders",
+    )
+    parser.add_argument("plot", choices=["link-rate"])
+    parser.add_argument("folders", nargs="+", metavar="DIR")
+    parser.add_argument("--out", required=True, help="PNG file to write")
+    args = parser.parse_args(argv)
+    results = [r for folder in args.folders for r in load_results(folder)]
+    print(f"plots: wrote {plot_link_rate(results, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
