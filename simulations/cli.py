@@ -201,11 +201,15 @@ def _simulate(args: argparse.Namespace, config: RunConfig) -> dict[str, Any]:
     """Run ``config`` as the options say (round lines unless ``--verbose``)."""
     from simulations.runner import RayOptions, simulate
 
-    ray = RayOptions(
-        address=args.ray_address,
-        num_cpus=args.num_cpus,
-        cpus_per_agent=args.cpus_per_agent,
-        gpus_per_agent=args.gpus_per_agent,
+    ray = (
+        RayOptions(
+            address=args.ray_address,
+            num_cpus=args.num_cpus,
+            cpus_per_agent=args.cpus_per_agent,
+            gpus_per_agent=args.gpus_per_agent,
+        )
+        if args.runtime == "ray"
+        else None
     )
     if args.verbose:
         return simulate(config, runtime=args.runtime, ray=ray, verbose=True)

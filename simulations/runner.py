@@ -2,10 +2,10 @@
 
 ``inprocess`` drives the ServerApp and ClientApp code through
 :class:`simulations.inprocess.InProcessGrid`, agents one after another in this
-process with one thread each (no Ray start-up; what ``otm-flower run`` and the
-benchmarks use by default); ``ray`` is Flower's simulation engine (one Ray worker
-per agent, as ``flwr run``), on a local Ray instance or attached to a running Ray
-cluster (:class:`RayOptions`).
+process with one thread each (no Ray start-up; the default of :func:`simulate`,
+``otm-flower run`` and the benchmarks); ``ray`` is Flower's simulation engine
+(one Ray worker per agent, as ``flwr run``), on a local Ray instance or attached
+to a running Ray cluster (:class:`RayOptions`).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class RayOptions:
 def simulate(
     config: RunConfig,
     *,
-    runtime: str = "ray",
+    runtime: str | None = None,
     num_cpus: int | None = None,
     verbose: bool = False,
     mods: list[Any] | None = None,
@@ -97,15 +97,19 @@ def simulate(
 ) -> dict[str, Any]:
     """Run ``config`` in simulation; return the result document.
 
+    By default in process, as ``otm-flower run``; ``runtime="ray"`` (or any Ray
+    option: ``num_cpus``, ``ray``) runs it on Flower's simulation engine.
+
     Parameters
     ----------
     config : RunConfig
         The run; ``config.out`` must name the JSON file to write.
-    runtime : {"ray", "inprocess"}
-        ``ray``: Flower's simulation engine (one Ray worker per agent, as ``flwr
-        run``). ``inprocess``: the same ServerApp and ClientApp code driven through
+    runtime : {"inprocess", "ray"}, optional
+        ``inprocess``: the ServerApp and ClientApp code driven through
         :class:`simulations.inprocess.InProcessGrid`, agents one after another in
-        this process with one thread each (no Ray start-up; what benchmarks use).
+        this process with one thread each (no Ray start-up). ``ray``: Flower's
+        simulation engine (one Ray worker per agent, as ``flwr run``). Default:
+        ``ray`` when ``num_cpus`` or ``ray`` is given, else ``inprocess``.
     num_cpus : int, optional
         CPUs of a local Ray instance (default: all); overrides ``ray.num_cpus``.
     verbose : bool
@@ -118,10 +122,10 @@ def simulate(
     Raises
     ------
     ConfigError
-        On an unknown runtime, an empty ``config.out`` or inconsistent Ray options.
+        On an unknown runtime, Ray options with ``runtime="inprocess"``, an empty
+        ``config.out`` or inconsistent Ray options.
     """
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    runtime = _runtime(runtime, ray_options=num_cpus is not None or ray is not None)
     if not config.out:
         raise ConfigError("simulate() needs config.out, the JSON result path")
     out = Path(config.out)
@@ -139,6 +143,21 @@ def simulate(
         )
     result: dict[str, Any] = json.loads(out.read_text())
     return result
+
+
+def _runtime(runtime: str | None, *, ray_options: bool) -> str:
+    """The runtime :func:`simulate` uses (see its ``runtime`` parameter)."""
+    if runtime is None:
+        return "ray" if ray_options else "inprocess"
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime == "inprocess" and ray_options:
+        raise ConfigError(
+            "num_cpus and ray are options of runtime='ray'; the in-process "
+            "runtime runs the agents in this process (drop them, or pass "
+            "runtime='ray')"
+        )
+    return runtime
 
 
 def _run_on_ray(

@@ -92,6 +92,36 @@ def test_forwarded_subcommand_gets_its_arguments(monkeypatch) -> None:
     assert seen == [["--a", "b"]]
 
 
+def test_the_python_api_defaults_to_the_inprocess_runtime(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """simulate() runs in process unless told runtime="ray" (or given a Ray
+    option); Ray options with the in-process runtime are refused."""
+    from otm_flower.config import ConfigError, parse_run_config
+    from simulations import runner
+
+    calls: list[str] = []
+
+    def fake_ray(config, **kw) -> None:
+        calls.append("ray")
+        Path(config.out).write_text("{}")
+
+    monkeypatch.setattr(runner, "_run_on_ray", fake_ray)
+    config = parse_run_config(
+        {"num-server-rounds": 1, "local-epochs": 0, "hidden-dim": 8,
+         "latent-dim": 2, "mix-batch-size": 16, "output-dir": "",
+         "out": str(tmp_path / "r.json")}
+    )  # fmt: skip
+    result = runner.simulate(config)
+    assert calls == [] and len(result["agents"]) == 6  # in process
+    assert runner.simulate(config, runtime="ray") == {} and calls == ["ray"]
+    assert runner.simulate(config, num_cpus=2) == {} and calls == ["ray", "ray"]
+    with pytest.raises(ConfigError, match="options of runtime='ray'"):
+        runner.simulate(config, runtime="inprocess", num_cpus=2)
+    with pytest.raises(ConfigError, match="runtime must be one of"):
+        runner.simulate(config, runtime="dask")
+
+
 def test_ray_options_give_flowers_backend_config(monkeypatch) -> None:
     from otm_flower.config import ConfigError
     from simulations.runner import RayOptions

@@ -61,7 +61,9 @@ def test_simulation_reports_every_agent_and_sends_only_codes(tmp_path: Path) -> 
     )
     log_dir = tmp_path / "messages"
     log_dir.mkdir()
-    result = simulate(config, num_cpus=2, mods=[make_recorder(str(log_dir))])
+    result = simulate(
+        config, runtime="ray", num_cpus=2, mods=[make_recorder(str(log_dir))]
+    )
 
     assert json.loads((tmp_path / "result.json").read_text()) == result
     (run_dir,) = (tmp_path / "runs").iterdir()  # one folder named by the run
