@@ -1,4 +1,9 @@
-"""The OTM ClientApp: one agent, one modality, its WAE trained on its own data."""
+"""The OTM ClientApp: one agent, one modality, its WAE trained on its own data.
+
+Under the Deployment Runtime every message runs in a fresh process, so what
+only some messages need (the FedAvg handlers, writing the model in the last
+round) is imported where it is used.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +27,6 @@ from otm_flower.training import (
     shared_parameters,
 )
 
-from .fedavg import handle_fedavg_evaluate, handle_fedavg_train
-from .model_out import save_model
 from .node import (
     agent_for_node,
     checkpoint_agent,
@@ -47,7 +50,7 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     """Train locally (with mix targets when sent) and upload a fresh batch of codes."""
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     server_round = _server_round(msg)
-    restore_agent_checkpoint(config, agent.agent_id, context)
+    restore_agent_checkpoint(config, agent.agent_id, context, server_round)
     trainer, losses = _train_locally(msg, context, config, agent, n_classes)
     ids = agent_anchor_ids(agent, config)
     rows = choose_rows(
@@ -221,6 +224,8 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
     load_global_parameters(msg, trainer, config)  # scored with the global layers
     scored = score_agent(trainer, agent, n_classes, config)
     if server_round >= config.num_server_rounds:
+        from .model_out import save_model  # the last round only
+
         save_model(context, config, trainer, agent, scored)
     metrics: dict[str, int | float] = {**scored.metrics, **agent_facts(agent)}
     return evaluate_reply(msg, metrics)
@@ -258,6 +263,8 @@ def build_client_app(
     def train(msg: Message, context: Context) -> Message:
         run = resolve(context)
         if run.method == "fedavg":
+            from .fedavg import handle_fedavg_train
+
             return handle_fedavg_train(msg, context, run)
         return handle_train(msg, context, run)
 
@@ -274,6 +281,8 @@ def build_client_app(
     def evaluate(msg: Message, context: Context) -> Message:
         run = resolve(context)
         if run.method == "fedavg":
+            from .fedavg import handle_fedavg_evaluate
+
             return handle_fedavg_evaluate(msg, context, run)
         return handle_evaluate(msg, context, run)
 

@@ -8,13 +8,20 @@ import numpy as np
 from flwr.app import ConfigRecord, Context
 
 from otm_flower.agent import build_trainer, load_agents
-from otm_flower.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from otm_flower.checkpoint import (
+    CheckpointError,
+    checkpoint_round,
+    keep_as,
+    read_checkpoint,
+    write_checkpoint,
+)
 from otm_flower.config import RunConfig
 from otm_flower.data import AgentData
 from otm_flower.node_config import NodeConfig, parse_node_config
 from otm_flower.party_source import load_party
 from otm_flower.training import LocalTrainer
 
+from .node_cache import cached
 from .otm_messages import remember_upload
 
 #: ConfigRecord in ``context.state`` with the agent's trainer state and DP release
@@ -31,7 +38,9 @@ def agent_for_node(
     (:func:`otm_flower.party_source.load_party`); otherwise it is the simulated
     agent ``partition-id`` of the run's data set (a ``dataset`` node-config
     entry overrides the run config's). The valid keys:
-    :data:`otm_flower.node_config.NODE_CONFIG_KEYS`.
+    :data:`otm_flower.node_config.NODE_CONFIG_KEYS`. With a node-local cache
+    folder set (:mod:`clients.node_cache`), the prepared data is read from it
+    after the first message.
 
     Raises
     ------
@@ -42,9 +51,13 @@ def agent_for_node(
         a party without labels in a run without ``n-clusters``.
     """
     node = parse_node_config(node_config)
-    if node.is_party:
-        return load_party(config, node)
-    return simulated_agent(config, node)
+
+    def build() -> tuple[AgentData, int]:
+        if node.is_party:
+            return load_party(config, node)
+        return simulated_agent(config, node)
+
+    return cached(config.to_dict(), node_config, build)
 
 
 def simulated_agent(config: RunConfig, node: NodeConfig) -> tuple[AgentData, int]:
@@ -106,6 +119,12 @@ def keep_agent_state(
     context.state.config_records[STATE_KEY] = record
 
 
+def checkpoint_name(agent_id: int, previous: bool = False) -> str:
+    """The agent's checkpoint name: ``agent-<id>``, or ``previous/agent-<id>``
+    for the round before (in a subfolder of the checkpoint folder)."""
+    return ("previous/" if previous else "") + f"agent-{agent_id}"
+
+
 def checkpoint_agent(
     config: RunConfig,
     agent_id: int,
@@ -114,20 +133,30 @@ def checkpoint_agent(
     releases: list[int],
     rows: list[int],
 ) -> None:
-    """Write the agent's state after a round to ``checkpoint-dir`` (node-local)."""
+    """Write the agent's state after a round to ``checkpoint-dir`` (node-local).
+
+    The checkpoint of an earlier round is kept as ``previous/agent-<id>``: a
+    server killed after checkpointing round r may already have had the agents
+    train round r + 1, and its resumed run continues after round r.
+    """
+    name = checkpoint_name(agent_id)
+    stored = checkpoint_round(config.checkpoint_dir, name)
+    if stored is not None and stored < server_round:
+        keep_as(config.checkpoint_dir, name, checkpoint_name(agent_id, previous=True))
     write_checkpoint(
         config.checkpoint_dir,
-        f"agent-{agent_id}",
+        name,
         {"round": server_round, "releases": releases, "rows": rows},
         blob=trainer_state,
     )
 
 
 def restore_agent_checkpoint(
-    config: RunConfig, agent_id: int, context: Context
+    config: RunConfig, agent_id: int, context: Context, server_round: int
 ) -> bool:
-    """On the first message of a resumed run, load the agent's checkpointed state
-    into ``context.state`` (trainer, DP release counts, last uploaded rows).
+    """On the first message of a resumed run, load the agent's state after round
+    ``server_round - 1`` into ``context.state`` (trainer, DP release counts, last
+    uploaded rows), from its latest checkpoint or the one kept before it.
 
     Returns ``False`` when there is nothing to restore (not resuming, or the state
     is already there).
@@ -135,11 +164,22 @@ def restore_agent_checkpoint(
     Raises
     ------
     CheckpointError
-        When resuming and the agent's checkpoint is missing or unreadable.
+        When resuming and neither checkpoint of the agent holds round
+        ``server_round - 1``, or one is unreadable.
     """
     if not config.resume or STATE_KEY in context.state.config_records:
         return False
-    meta, _, blob = read_checkpoint(config.checkpoint_dir, f"agent-{agent_id}")
+    wanted = server_round - 1
+    names = [checkpoint_name(agent_id), checkpoint_name(agent_id, previous=True)]
+    found = {n: checkpoint_round(config.checkpoint_dir, n) for n in names}
+    name = next((n for n in names if found[n] == wanted), None)
+    if name is None:
+        raise CheckpointError(
+            f"agent {agent_id}: no checkpoint of round {wanted} in "
+            f"{config.checkpoint_dir} to continue from (found rounds "
+            f"{sorted(r for r in found.values() if r is not None)})"
+        )
+    meta, _, blob = read_checkpoint(config.checkpoint_dir, name)
     if blob is None:
         raise CheckpointError(f"agent {agent_id}'s checkpoint has no trainer state")
     keep_agent_state(context, blob, [int(r) for r in meta["releases"]])

@@ -4,7 +4,9 @@ A checkpoint ``NAME`` in a folder is ``NAME.json`` (metadata; written last, so
 its presence marks a complete checkpoint), ``NAME.npz`` (named arrays) and
 ``NAME.bin`` (opaque bytes, e.g. a serialised model). Every file is written to a
 temporary name and moved into place, so an interrupted write never leaves a
-half-written checkpoint behind the previous one.
+half-written checkpoint behind the previous one. :func:`keep_as` keeps the
+previous round's checkpoint under another name, for a reader that must continue
+after a round other than the latest.
 """
 
 from __future__ import annotations
@@ -99,3 +101,36 @@ def read_checkpoint(
         raise CheckpointError(
             f"checkpoint {name!r} in {folder} is unreadable: {err}"
         ) from err
+
+
+def checkpoint_round(folder: str | Path, name: str) -> int | None:
+    """The ``round`` in checkpoint ``name``'s metadata; ``None`` when there is no
+    complete checkpoint ``name`` (or it records no round)."""
+    try:
+        meta, _, _ = read_checkpoint(folder, name)
+    except CheckpointError:
+        return None
+    value = meta.get("round")
+    return int(value) if isinstance(value, int) else None
+
+
+def keep_as(folder: str | Path, name: str, kept: str) -> bool:
+    """Move checkpoint ``name`` to ``kept`` (replacing it; ``kept`` may name a
+    subfolder, e.g. ``"previous/agent-3"``); ``False`` when there is no
+    checkpoint ``name``.
+
+    ``kept``'s metadata file is removed first and moved in last, so an
+    interrupted move never leaves ``kept`` looking complete with other files.
+    """
+    folder = Path(folder)
+    if not (folder / f"{name}.json").is_file():
+        return False
+    (folder / f"{kept}.json").parent.mkdir(parents=True, exist_ok=True)
+    (folder / f"{kept}.json").unlink(missing_ok=True)
+    for suffix in (".npz", ".bin", ".json"):
+        source = folder / f"{name}{suffix}"
+        if source.is_file():
+            os.replace(source, folder / f"{kept}{suffix}")
+        elif suffix != ".json":
+            (folder / f"{kept}{suffix}").unlink(missing_ok=True)
+    return True

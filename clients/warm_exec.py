@@ -1,0 +1,191 @@
+"""A warm executor for a SuperNode started with ``--isolation process``.
+
+Flower's own executor (``flower-superexec``) starts a fresh ``flwr-clientapp``
+process for every message the SuperNode receives, and each one imports torch,
+scikit-learn, pandas and SciPy again before it handles its message. This
+executor imports them once and then forks one child per message: the child
+runs Flower's own ``run_clientapp`` (FAB install, app loading, the ClientApp
+call, the reply), so every message still gets a fresh process with its own
+memory, only without the import cost.
+
+Start it beside the SuperNode, pointed at the SuperNode's Runtime API::
+
+    flower-supernode --isolation process --port 9094 ...
+    python -m clients.warm_exec --runtime-api-address 127.0.0.1:9094 --insecure
+
+It stops when the SuperNode does (``--parent-pid``) or on SIGTERM. The
+children keep the party's prepared data in a node-local cache
+(:mod:`clients.node_cache`, ``--cache-dir``), so only the first message reads
+and preprocesses the party's files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .node_cache import CACHE_ENV
+
+#: Modules the ClientApp imports on every message, imported once before forking.
+WARM_MODULES = (
+    "torch",
+    "torch.nn.functional",
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "scipy.io",
+    "scipy.sparse",
+    "scipy.stats",
+    "scipy.optimize",
+    "sklearn.cluster",
+    "sklearn.linear_model",
+    "sklearn.metrics",
+    "sklearn.model_selection",
+    "sklearn.preprocessing",
+    "sklearn.feature_extraction.text",
+    "ot",
+    "dp_accounting",
+    "flwr.app",
+    "flwr.clientapp",
+    "flwr.supernode.runtime.run_clientapp",
+)
+
+
+def preload(modules: Sequence[str] = WARM_MODULES) -> list[str]:
+    """Import ``modules`` (those installed); return the ones imported."""
+    loaded = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        loaded.append(name)
+    return loaded
+
+
+class ForkExecutor:
+    """A SuperExec executor that forks this (warm) process for each ClientApp task.
+
+    Other task types go to Flower's :class:`SubprocessExecutor`.
+    """
+
+    def __init__(self) -> None:
+        from flwr.supercore.superexec.executor.subprocess_executor import (
+            SubprocessExecutor,
+        )
+
+        self.fallback = SubprocessExecutor()
+        self.children: set[int] = set()
+
+    def get_eligible_capacity(self, supported_task_types: set[Any], **kwargs: Any):
+        """Every task type can start at once (no pool to wait for)."""
+        return self.fallback.get_eligible_capacity(supported_task_types, **kwargs)
+
+    def wait_for_capacity(self, *args: Any, **kwargs: Any) -> None:
+        """Return at once: forking has no capacity limit."""
+
+    def launch(self, spec: Any) -> Any:
+        """Fork a child that runs the ClientApp task ``spec`` and exits."""
+        from flwr.supercore.constant import TaskType
+        from flwr.supercore.superexec.executor.types import LaunchResult
+
+        if spec.task_type != TaskType.CLIENT_APP:
+            return self.fallback.launch(spec)
+        pid = os.fork()
+        if pid == 0:
+            _run_child(spec)  # never returns
+        self.children.add(pid)
+        return LaunchResult.accepted()
+
+    def reconcile(self) -> None:
+        """Reap children that have exited."""
+        for pid in list(self.children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.children.discard(pid)
+
+    def close(self) -> None:
+        """End every child still running."""
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        self.children.clear()
+
+
+def _run_child(spec: Any) -> None:
+    """Run one ClientApp task in this forked child, then leave with its code."""
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        from flwr.supercore.tls import validate_and_resolve_root_certificates
+        from flwr.supernode.runtime.run_clientapp import run_clientapp
+
+        run_clientapp(
+            runtime_api_address=spec.runtime_api_address,
+            token=spec.token,
+            insecure=spec.insecure,
+            certificates=validate_and_resolve_root_certificates(
+                spec.root_certificates_path, spec.insecure
+            ),
+            parent_pid=None,
+            runtime_dependency_install=spec.runtime_dependency_install,
+        )
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    finally:
+        os._exit(code)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m clients.warm_exec",
+        description="Run a SuperNode's ClientApp tasks in forks of a warm process "
+        "(the SuperNode runs with --isolation process).",
+    )
+    parser.add_argument("--runtime-api-address", required=True)
+    tls = parser.add_mutually_exclusive_group(required=True)
+    tls.add_argument("--insecure", action="store_true")
+    tls.add_argument("--root-certificates", default=None)
+    parser.add_argument("--parent-pid", type=int, default=None)
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="node-local folder for the prepared data (default: $"
+        f"{CACHE_ENV} or a folder in the system's temporary directory)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Preload the ClientApp's libraries, then serve tasks until stopped."""
+    args = parse_args(argv)
+    default = Path(tempfile.gettempdir()) / f"otm-flower-node-cache-{os.getuid()}"
+    os.environ[CACHE_ENV] = args.cache_dir or os.environ.get(CACHE_ENV) or str(default)
+    preload()
+    import flwr.supercore.superexec.run_superexec as superexec
+
+    executor = ForkExecutor()
+    superexec.get_executor = lambda *_, **__: executor  # type: ignore[assignment]
+    superexec.run_superexec(
+        runtime_api_address=args.runtime_api_address,
+        insecure=args.insecure,
+        root_certificates_path=args.root_certificates,
+        parent_pid=args.parent_pid,
+    )
+
+
+if __name__ == "__main__":
+    main()
