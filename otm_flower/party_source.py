@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from .config import RunConfig
-from .linkage import link_ids, read_link_secret
+from .linkage import LinkageError, link_ids, read_link_secret
 from .node_config import NodeConfig
 from .partition import AgentData
 from .party_data import PartyDataError, PartyTable, check_test_matches, read_party_file
@@ -128,9 +128,28 @@ def _train_test(config: RunConfig, node: NodeConfig) -> tuple[PartyTable, PartyT
     return _rows(table, train_rows), _rows(table, test_rows)
 
 
-def _link_ids(train: PartyTable, node: NodeConfig) -> np.ndarray | None:
-    """Linked-record ids of the training rows, with key-column and a secret."""
-    if train.keys is None or not node.link_secret_file:
+def _link_ids(
+    train: PartyTable, node: NodeConfig, config: RunConfig
+) -> np.ndarray | None:
+    """Linked-record ids of the training rows, with key-column and a secret.
+
+    Raises
+    ------
+    LinkageError
+        When the run says the parties are linked (``linked-records = "yes"``)
+        and the party names a key column but no secret file, or the secret
+        file is missing, unreadable, empty or too short (naming the file).
+    """
+    if train.keys is None:
+        return None
+    if not node.link_secret_file:
+        if config.linked_records == "yes":
+            raise LinkageError(
+                f"{train.source}: key-column {node.key_column!r} in a run of "
+                "linked parties (linked-records = yes) but no link-secret-file: "
+                "set the node-config key link-secret-file to the federation's "
+                "secret file"
+            )
         return None
     return link_ids(train.keys, read_link_secret(node.link_secret_file))
 
@@ -166,7 +185,7 @@ def load_party(config: RunConfig, node: NodeConfig) -> tuple[AgentData, int]:
         test_ids=np.arange(test.n_rows),
         preprocessor=fitted,
         feature_names=list(train.feature_names),
-        link_ids=_link_ids(train, node),
+        link_ids=_link_ids(train, node, config),
         classes=classes,
     )
     return agent, n_classes

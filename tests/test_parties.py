@@ -16,7 +16,7 @@ from clients.app import build_client_app
 from clients.node import agent_for_node
 from otm_flower.anchors import simulation_secret
 from otm_flower.config import ConfigError, parse_run_config
-from otm_flower.linkage import link_ids, read_link_secret
+from otm_flower.linkage import LinkageError, link_ids, read_link_secret
 from otm_flower.metrics import clustering_accuracy
 from otm_flower.node_config import (
     NODE_CONFIG_KEYS,
@@ -363,6 +363,34 @@ def test_key_linked_parties_train_with_the_anchored_settings(
     assert result["config"]["weight-mix"] == 1.0
     assert result["config"]["linked-records"] == "yes"
     assert all(row["acc"] is not None for row in result["agents"])
+
+
+def test_a_key_linked_party_needs_a_usable_secret_file(
+    data_path: Path, tmp_path: Path
+) -> None:
+    """A party with record keys in a run of linked parties, without a secret
+    file or with a missing, unreadable or empty one, is refused naming it."""
+    out = _split(data_path, tmp_path / "parties", "csv", rate=0.3)
+    keyed = _party(out, 0, **{"label-column": "label", "key-column": "record_key"})
+    linked = _config(data_path, **{"linked-records": "yes"})
+    with pytest.raises(LinkageError, match="no link-secret-file") as err:
+        agent_for_node(linked, keyed)
+    assert "train.csv" in str(err.value) and "'record_key'" in str(err.value)
+    agent, _ = agent_for_node(_config(data_path), keyed)  # keys only dropped
+    assert agent.link_ids is None and agent.input_dim == 6
+    empty = tmp_path / "empty-secret.txt"
+    empty.write_text("\n")
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    for path, problem in [
+        (empty, "is empty"),
+        (tmp_path / "absent.txt", "not found"),
+        (folder, "cannot read"),
+    ]:
+        node = {**keyed, "link-secret-file": str(path)}
+        with pytest.raises(LinkageError, match=problem) as err:
+            agent_for_node(linked, node)
+        assert str(path) in str(err.value)
 
 
 # -------------------------------------------------------------------- server
