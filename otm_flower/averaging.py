@@ -1,6 +1,6 @@
 """Parameter averaging of the OTM hybrids ``otm-fedavg`` and ``otm-head``.
 
-Flower-free, numpy only. Besides the OTM content, the server's ``train`` (and
+Besides the OTM content, the server's ``train`` (and
 ``evaluate``) message of these methods carries ArrayRecord ``shared``
 (:data:`otm_flower.protocol.SHARED_RECORD`) with the latest example-weighted
 average of the agents' shared parameters, and each agent's ``train`` reply carries
@@ -9,6 +9,12 @@ what ``WAE.shared_state`` returns (latent-side layers, BatchNorm statistics and
 task head); ``otm-head`` only the task head (``head.*`` keys, ``WAE.head_state``).
 The names ``SHARED_RECORD``, ``KEY_SHARING`` and ``HEAD_PREFIX`` are defined in
 :mod:`otm_flower.protocol` and re-exported here.
+
+:func:`aggregate_shared` combines the uploads as the run's
+``parameter-aggregation`` says: the example-weighted mean (FedAvg), or one of
+Flower's robust aggregations (FedMedian's coordinate-wise median,
+FedTrimmedAvg's trimmed mean, Krum's selection), computed with Flower's own
+functions so they match its strategies exactly.
 """
 
 from __future__ import annotations
@@ -16,13 +22,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from flwr.app import Array, ArrayRecord, RecordDict
+from flwr.serverapp.strategy.fedtrimmedavg import trim_mean
+from flwr.serverapp.strategy.multikrum import select_multikrum
 
 from .protocol import HEAD_PREFIX, KEY_SHARING, SHARED_RECORD, ProtocolError
 
+#: Ways to combine shared parameters (the ``parameter-aggregation`` key).
+AGGREGATIONS = ("mean", "median", "trimmed-mean", "krum")
+#: Fraction cut at each end by ``trimmed-mean`` (FedTrimmedAvg's default beta).
+TRIM_BETA = 0.2
+
 __all__ = [
+    "AGGREGATIONS",
     "HEAD_PREFIX",
     "KEY_SHARING",
     "SHARED_RECORD",
+    "TRIM_BETA",
+    "aggregate_shared",
+    "krum_hostile_bound",
     "validate_shared",
     "weighted_average",
 ]
@@ -151,3 +169,74 @@ def weighted_average(
         ).astype(np.asarray(uploads[0][key]).dtype)
         for key in keys
     }
+
+
+def krum_hostile_bound(n_uploads: int) -> int:
+    """Most hostile parties Krum assumes among ``n_uploads``: the largest ``f``
+    with ``n > 2 f + 2`` (its guarantee's condition), at least 0."""
+    return max(0, (n_uploads - 3) // 2)
+
+
+def aggregate_shared(
+    uploads: Sequence[Mapping[str, np.ndarray]],
+    weights: Sequence[float],
+    how: str = "mean",
+) -> dict[str, np.ndarray]:
+    """Combine several agents' parameters as Flower's strategy ``how`` would.
+
+    Parameters
+    ----------
+    uploads : sequence of Mapping[str, np.ndarray]
+        One mapping per agent, all with the same keys and shapes.
+    weights : sequence of float
+        Non-negative weight per agent (its number of training examples).
+    how : {"mean", "median", "trimmed-mean", "krum"}
+        ``mean``: :func:`weighted_average` (FedAvg). ``median``: the
+        coordinate-wise median (FedMedian, unweighted). ``trimmed-mean``:
+        Flower's ``trim_mean`` with ``beta`` :data:`TRIM_BETA` (FedTrimmedAvg,
+        unweighted). ``krum``: the upload Flower's ``select_multikrum`` picks,
+        assuming :func:`krum_hostile_bound` hostile parties (Krum).
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        Per key, the combined array in the first upload's dtype.
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``how``, or what :func:`weighted_average` rejects.
+    """
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {how!r}")
+    if how == "mean" or not uploads:
+        return weighted_average(uploads, weights)
+    weighted_average(uploads, weights)  # the same checks of weights and keys
+    if how == "krum":
+        return _krum(uploads)
+    combine = {
+        "median": lambda stack: np.median(stack, axis=0),
+        "trimmed-mean": lambda stack: trim_mean(stack, TRIM_BETA),
+    }[how]
+    return {
+        key: np.asarray(
+            combine(np.stack([np.asarray(u[key], dtype=np.float64) for u in uploads]))
+        ).astype(np.asarray(uploads[0][key]).dtype)
+        for key in uploads[0]
+    }
+
+
+def _krum(uploads: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The upload Krum selects (Flower's ``select_multikrum``, one node)."""
+    keys = list(uploads[0])
+    contents = [
+        RecordDict({"arrays": ArrayRecord({k: Array(np.asarray(u[k])) for k in keys})})
+        for u in uploads
+    ]
+    chosen = select_multikrum(
+        contents,
+        num_malicious_nodes=krum_hostile_bound(len(uploads)),
+        num_nodes_to_select=1,
+    )[0]
+    index = next(i for i, c in enumerate(contents) if c is chosen)
+    return {key: np.asarray(uploads[index][key]).copy() for key in keys}

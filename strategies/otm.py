@@ -19,7 +19,7 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from otm_flower import protocol as P
-from otm_flower.averaging import weighted_average
+from otm_flower.averaging import AGGREGATIONS, aggregate_shared
 from otm_flower.code_mixer import CodeMixer
 from otm_flower.mixer import BarycenterResult
 
@@ -87,6 +87,10 @@ class OTMStrategy(Strategy):
         ``otm-head``: ``"head"``): replies then carry ArrayRecord
         :data:`otm_flower.protocol.SHARED_RECORD`, averaged by ``num-examples``
         and sent with every later message; bad arrays reject the whole reply.
+    aggregation : {"mean", "median", "trimmed-mean", "krum"} (default: "mean")
+        How ``share`` combines the uploads
+        (:func:`otm_flower.averaging.aggregate_shared`): the example-weighted mean,
+        or Flower's FedMedian / FedTrimmedAvg / Krum rule.
     label_cost : bool (default: False)
         Uploads carry a label block after their ``latent_dim`` columns, as wide
         for every agent as the first accepted width.
@@ -115,6 +119,7 @@ class OTMStrategy(Strategy):
         latent_dim: int | None = None,
         seed: int = 0,
         share: str = "none",
+        aggregation: str = "mean",
         label_cost: bool = False,
         checkpoint_dir: str | None = None,
         on_mix: MixCallback | None = None,
@@ -125,6 +130,10 @@ class OTMStrategy(Strategy):
             )
         if share not in SHARING:
             raise ValueError(f"share must be one of {SHARING}, got {share!r}")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}"
+            )
         self.mixer = mixer if mixer is not None else CodeMixer(seed=seed)
         self.fraction_train = fraction_train
         self.fraction_evaluate = fraction_evaluate
@@ -134,6 +143,7 @@ class OTMStrategy(Strategy):
         self.mix_batch_size = mix_batch_size
         self.seed = seed
         self.share = share
+        self.aggregation = aggregation
         self.label_cost = label_cost
         self.checkpoint_dir = checkpoint_dir
         self.on_mix = on_mix
@@ -157,6 +167,7 @@ class OTMStrategy(Strategy):
             latent_dim=config.latent_dim,
             seed=config.seed,
             share=config.shared_parameters,
+            aggregation=config.parameter_aggregation,
             label_cost=config.label_cost,
             checkpoint_dir=config.checkpoint_dir or None,
         )
@@ -286,18 +297,21 @@ class OTMStrategy(Strategy):
         return uploads
 
     def _average(self, server_round: int, uploads: list[Upload]) -> ArrayRecord | None:
-        """Example-weighted average of the uploads' shared parameters; keeps the
-        previous average when no upload is left."""
+        """The uploads' shared parameters combined by ``aggregation`` (default:
+        the example-weighted mean); keeps the previous average when no upload is
+        left."""
         if self.share == "none":
             return None
         state = self.state
         if uploads:
             shared = [u.shared for u in uploads if u.shared is not None]
-            state.shared = weighted_average(shared, [u.weight for u in uploads])
+            weights = [u.weight for u in uploads]
+            state.shared = aggregate_shared(shared, weights, self.aggregation)
             log(
                 INFO,
-                "round %d: averaged %s parameters of %d agents (%d arrays)",
+                "round %d: %s of %s parameters of %d agents (%d arrays)",
                 server_round,
+                self.aggregation,
                 self.share,
                 len(uploads),
                 len(state.shared),

@@ -1,0 +1,193 @@
+"""Hostile parties that pass the screening: the other parties' scores with and
+without each attack, and with each defence.
+
+``python -m research.hostile_study --experiment lookalike-anchored --seeds 0 1 2``
+runs every case of the experiment on each seed (Handwritten by default, one
+party hostile: ``--hostile``, default 0) and prints a Markdown table of mean ±
+std over seeds of the other parties' mean test score (clustering: ACC and NMI;
+classification: accuracy), the hostile party's own score and the uploads the
+server rejected per run. Experiments (attacks in :mod:`research.hostile`):
+
+* ``lookalike-anchored`` / ``lookalike-otm``: look-alike noise codes, clustering
+  with 5% linked records / classification with ``otm``; defence: the parties'
+  term guard (``term-guard``, on in the validated preset), shown on and off.
+* ``forged``: forged linked-record ids (``shuffled``, ``random``), clustering
+  with 5% linked records; with the term guard on and off.
+* ``flipped-otm-head`` / ``flipped-fedavg``: flipped labels under a shared task
+  head; defences: ``parameter-aggregation`` median, trimmed-mean, krum.
+
+Each run's result JSON is kept in ``--cache`` (named by its settings) and
+reused, so cases shared by two experiments run once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from otm_flower.config import parse_run_config
+from research.corruption import CorruptAgentMod
+from research.hostile import FlipLabels, ForgedAnchorsMod, LookalikeNoiseMod
+from simulations.cli import simulate
+
+ModsFactory = Callable[[int, int], list[Any]]  # (hostile partition, seed) -> mods
+
+ANCHORED = {"anchor-rate": 0.05}
+CLASSIFICATION = {"task": "classification"}
+GUARD_OFF = {"term-guard": False}
+AGGREGATIONS = ("mean", "median", "trimmed-mean", "krum")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of a table: run-config keys, and the attack (``None``: honest)."""
+
+    name: str
+    keys: dict[str, Any] = field(default_factory=dict)
+    attack: str | None = None
+
+
+ATTACKS: dict[str, ModsFactory] = {
+    "lookalike": lambda p, s: [LookalikeNoiseMod(p, s)],
+    "forged-shuffled": lambda p, s: [ForgedAnchorsMod(p, "shuffled", s)],
+    "forged-random": lambda p, s: [ForgedAnchorsMod(p, "random", s)],
+    "flipped": lambda p, s: [CorruptAgentMod(FlipLabels(p))],
+}
+
+
+def _guard_cases(base: dict[str, Any], attacks: Sequence[str]) -> list[Case]:
+    """Honest and each attack, with the term guard on (default) and off."""
+    cases = [Case("all honest", base), Case("all honest, guard off", base | GUARD_OFF)]
+    for attack in attacks:
+        cases.append(Case(f"{attack}", base, attack))
+        cases.append(Case(f"{attack}, guard off", base | GUARD_OFF, attack))
+    return cases
+
+
+def _aggregation_cases(method: str) -> list[Case]:
+    """Honest and flipped labels under each parameter aggregation."""
+    cases = []
+    for how in AGGREGATIONS:
+        keys = CLASSIFICATION | {"method": method, "parameter-aggregation": how}
+        cases.append(Case(f"all honest, {how}", keys))
+        cases.append(Case(f"flipped, {how}", keys, "flipped"))
+    return cases
+
+
+EXPERIMENTS: dict[str, list[Case]] = {
+    "lookalike-anchored": _guard_cases(ANCHORED, ["lookalike"]),
+    "lookalike-otm": _guard_cases(CLASSIFICATION, ["lookalike"]),
+    "forged": _guard_cases(ANCHORED, ["forged-shuffled"])
+    + [Case("forged-random", ANCHORED, "forged-random")],
+    "flipped-otm-head": _aggregation_cases("otm-head"),
+    "flipped-fedavg": _aggregation_cases("fedavg"),
+}
+
+
+def run_key(case: Case, extra: dict[str, Any], seed: int, rounds: int) -> str:
+    """A file name naming everything that sets a run's result."""
+    keys = {**extra, **case.keys, "seed": seed, "num-server-rounds": rounds}
+    parts = [f"{k}={keys[k]}" for k in sorted(keys)] + [f"attack={case.attack}"]
+    return "_".join(parts).replace("/", "-") + ".json"
+
+
+def run_case(
+    case: Case, args: argparse.Namespace, extra: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """The result of one case and seed (from the cache when there)."""
+    out = args.cache / run_key(case, extra, seed, args.rounds)
+    if out.exists():
+        return json.loads(out.read_text())
+    keys = {**extra, **case.keys, "seed": seed, "num-server-rounds": args.rounds}
+    config = parse_run_config({**keys, "out": str(out)})
+    mods = [] if case.attack is None else ATTACKS[case.attack](args.hostile, seed)
+    return simulate(config, runtime="inprocess", mods=mods)
+
+
+def scores(result: dict[str, Any], hostile: int) -> list[float]:
+    """Others' mean score(s), the hostile party's score, rejected uploads."""
+    keys = ["accuracy"] if result["task"] == "classification" else ["acc", "nmi"]
+    others = [a for a in result["agents"] if a["id"] != hostile]
+    own = [a for a in result["agents"] if a["id"] == hostile]
+    row = [float(np.mean([a[k] for a in others])) for k in keys]
+    row.append(float(own[0][keys[0]]) if own else float("nan"))
+    return row + [float(len(result.get("rejected", [])))]
+
+
+def table(rows: dict[str, list[list[float]]], task: str) -> list[str]:
+    """Markdown lines: mean ± std over seeds of each case's scores."""
+    names = ["accuracy"] if task == "classification" else ["ACC", "NMI"]
+    head = [f"others' {n}" for n in names] + ["hostile's own", "rejected uploads"]
+    lines = [
+        "| case | " + " | ".join(head) + " |",
+        "|---" * (len(head) + 1) + "|",
+    ]
+    for name, values in rows.items():
+        v = np.array(values)
+        std = v.std(axis=0, ddof=1) if len(v) > 1 else np.zeros(v.shape[1])
+        cells = [f"{m:.3f} ± {s:.3f}" for m, s in zip(v.mean(0), std, strict=True)]
+        cells[-1] = f"{v[:, -1].mean():.1f}"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def run_experiment(
+    name: str, args: argparse.Namespace, extra: dict[str, Any]
+) -> list[str]:
+    """Every case of experiment ``name`` on every seed; its table."""
+    rows: dict[str, list[list[float]]] = {}
+    task = "clustering"
+    for seed in args.seeds:  # seed by seed: a cut-short study has whole tables
+        for case in EXPERIMENTS[name]:
+            result = run_case(case, args, extra, seed)
+            task = result["task"]
+            rows.setdefault(case.name, []).append(scores(result, args.hostile))
+            print(f"{name} | {case.name} | seed {seed}: {rows[case.name][-1]}")
+            sys.stdout.flush()
+    return table(rows, task)
+
+
+def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str, str]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m research.hostile_study", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--experiment", choices=sorted(EXPERIMENTS), nargs="+", required=True
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--hostile", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=Path("outputs/hostile"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    bad = [item for item in args.set if "=" not in item]
+    if bad:
+        parser.error(f"--set expects KEY=VALUE, got {bad}")
+    extra = dict(item.split("=", 1) for item in args.set)
+    return args, {k.strip(): v.strip() for k, v in extra.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen experiments; print one Markdown table each."""
+    args, extra = _parse(argv)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    for name in args.experiment:
+        try:
+            lines = run_experiment(name, args, extra)
+        except ValueError as err:  # a ConfigError or a bad attack argument
+            print(f"hostile_study: error: {err}", file=sys.stderr)
+            return 2
+        print(f"\n{name} ({args.rounds} rounds, seeds {args.seeds}):")
+        print("\n".join(lines), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
