@@ -124,9 +124,16 @@ def _finite(value: Any) -> Any:
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    """A short human-readable table of per-agent and mean test metrics."""
+    """A short human-readable table of per-agent and mean test metrics.
+
+    The first line names the data: the data set, or ``N parties' own files``
+    when the server held none (:func:`otm_flower.run_data.data_label`).
+    """
+    from .run_data import data_label
+
+    data = data_label(result.get("config") or {"dataset": result["dataset"]})
     lines = [
-        f"{result['method']} on {result['dataset']} ({result['task']}, seed "
+        f"{result['method']} on {data} ({result['task']}, seed "
         f"{result['seed']}, {result['rounds']} rounds, {result['wall_s']:.1f} s)",
         "agent modality  n_test    ACC    NMI    ARI PURITY  accuracy",
     ]

@@ -20,6 +20,7 @@ from otm_flower.diagnostics import diagnostics_dir, load_upload_labels
 from otm_flower.metrics import coupling_agreement
 from otm_flower.mixer import BarycenterResult
 from otm_flower.results import build_result
+from otm_flower.run_data import data_label
 from simulations.run_support import (
     add_agent_metrics,
     expected_agents,
@@ -102,7 +103,7 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
     log(
         INFO,
         "OTM on %s: %d agents, %d rounds",
-        config.dataset,
+        data_label(config),
         num_agents,
         config.num_server_rounds,
     )

@@ -15,7 +15,7 @@ from flwr.app import Context, RecordDict
 from clients.app import build_client_app
 from clients.node import agent_for_node
 from otm_flower.anchors import simulation_secret
-from otm_flower.config import ConfigError, parse_run_config
+from otm_flower.config import ConfigError, RunConfig, parse_run_config
 from otm_flower.linkage import LinkageError, link_ids, read_link_secret
 from otm_flower.metrics import clustering_accuracy
 from otm_flower.node_config import (
@@ -25,6 +25,8 @@ from otm_flower.node_config import (
 )
 from otm_flower.party_data import read_party_file
 from otm_flower.party_model import load_party_model
+from otm_flower.results import format_summary
+from otm_flower.run_data import data_label, server_holds_data
 from simulations.inprocess import InProcessGrid
 from simulations.run_support import expected_agents, wait_for_agents
 from simulations.server_app import run_method
@@ -213,6 +215,7 @@ def test_each_party_writes_a_model_that_reproduces_its_scores(
     # The server holds no data set: it waits for num-agents parties.
     config = _config(Path("/nowhere/no-data.npz"), **{"num-agents": 3})
     result = _run(config, parties, 3)
+    assert format_summary(result).startswith("otm on 3 parties' own files (")
     for i, row in enumerate(result["agents"]):
         model = load_party_model(out / f"m{i}")
         assert model.task == "clustering"
@@ -391,6 +394,19 @@ def test_a_key_linked_party_needs_a_usable_secret_file(
         with pytest.raises(LinkageError, match=problem) as err:
             agent_for_node(linked, node)
         assert str(path) in str(err.value)
+
+
+def test_the_run_names_the_parties_files_when_the_server_holds_no_data(
+    data_path: Path,
+) -> None:
+    default = RunConfig().to_dict()  # what flwr run hands the server
+    assert data_label(default) == "handwritten"  # a simulation: one per view
+    parties = {**default, "num-agents": 2}  # dataset left at its default
+    assert not server_holds_data(parties)
+    assert data_label(parties) == "2 parties' own files"
+    assert data_label({**parties, "dataset": "/nowhere/x.npz"}).startswith("2 part")
+    assert data_label({**parties, "dataset": str(data_path)}) == str(data_path)
+    assert data_label(parse_run_config({"dataset": "cub", "num-agents": 2})) == "cub"
 
 
 # -------------------------------------------------------------------- server
