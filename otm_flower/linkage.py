@@ -8,7 +8,9 @@ without a key: the OTM protocol's ``anchor-ids`` (see
 :func:`otm_flower.protocol.validate_anchor_ids`).
 
 What the server learns: which uploaded rows of different parties carry the
-same id (so share a key), and how many such rows each upload has.  What it
+same id (so share a key), how many ids each upload has and how many of them it
+shares with each other upload, and which ids no other upload carries (visible
+as solitary: a keyed record no other party uploaded).  What it
 cannot learn without the secret: the keys themselves, or whether an id belongs
 to a key it guesses (a keyed hash cannot be inverted or checked by hashing
 candidate keys).  Under a different secret the same key gives an unrelated id,
