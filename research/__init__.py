@@ -10,5 +10,8 @@ root as a module (``python -m research.matching_study --help``):
   random stream causes;
 * :mod:`research.robustness`: a hostile agent, a corrupted modality and random
   dropouts, through the experiment switches :mod:`research.dropout` (a client
-  mod) and :mod:`research.corruption` (a data wrapper).
+  mod) and :mod:`research.corruption` (a data wrapper);
+* :mod:`research.hostile` and :mod:`research.hostile_study`: hostile parties
+  that pass the screening (look-alike noise codes, forged linked-record ids,
+  flipped labels) and the defences against them.
 """

@@ -64,11 +64,11 @@ ATTACKS: dict[str, ModsFactory] = {
 
 def _guard_cases(base: dict[str, Any], attacks: Sequence[str]) -> list[Case]:
     """Honest and each attack, with the term guard on (default) and off."""
-    cases = [Case("all honest", base), Case("all honest, guard off", base | GUARD_OFF)]
+    cases = [Case("all honest", base)]
     for attack in attacks:
         cases.append(Case(f"{attack}", base, attack))
         cases.append(Case(f"{attack}, guard off", base | GUARD_OFF, attack))
-    return cases
+    return cases + [Case("all honest, guard off", base | GUARD_OFF)]
 
 
 def _aggregation_cases(method: str) -> list[Case]:
@@ -84,8 +84,8 @@ def _aggregation_cases(method: str) -> list[Case]:
 EXPERIMENTS: dict[str, list[Case]] = {
     "lookalike-anchored": _guard_cases(ANCHORED, ["lookalike"]),
     "lookalike-otm": _guard_cases(CLASSIFICATION, ["lookalike"]),
-    "forged": _guard_cases(ANCHORED, ["forged-shuffled"])
-    + [Case("forged-random", ANCHORED, "forged-random")],
+    "forged": _guard_cases(ANCHORED, ["forged-shuffled"]),
+    "forged-random": [Case("forged-random", ANCHORED, "forged-random")],
     "flipped-otm-head": _aggregation_cases("otm-head"),
     "flipped-fedavg": _aggregation_cases("fedavg"),
 }
@@ -138,20 +138,25 @@ def table(rows: dict[str, list[list[float]]], task: str) -> list[str]:
     return lines
 
 
-def run_experiment(
-    name: str, args: argparse.Namespace, extra: dict[str, Any]
-) -> list[str]:
-    """Every case of experiment ``name`` on every seed; its table."""
-    rows: dict[str, list[list[float]]] = {}
-    task = "clustering"
-    for seed in args.seeds:  # seed by seed: a cut-short study has whole tables
-        for case in EXPERIMENTS[name]:
-            result = run_case(case, args, extra, seed)
-            task = result["task"]
-            rows.setdefault(case.name, []).append(scores(result, args.hostile))
-            print(f"{name} | {case.name} | seed {seed}: {rows[case.name][-1]}")
-            sys.stdout.flush()
-    return table(rows, task)
+def run_experiments(
+    names: Sequence[str], args: argparse.Namespace, extra: dict[str, Any]
+) -> dict[str, list[str]]:
+    """Every case of the experiments ``names`` on every seed; a table each.
+
+    Seed by seed (all cases of seed 0 first), so a study cut short still has
+    whole tables over the seeds it finished.
+    """
+    rows: dict[str, dict[str, list[list[float]]]] = {name: {} for name in names}
+    tasks = dict.fromkeys(names, "clustering")
+    for seed in args.seeds:
+        for name in names:
+            for case in EXPERIMENTS[name]:
+                result = run_case(case, args, extra, seed)
+                tasks[name] = result["task"]
+                row = scores(result, args.hostile)
+                rows[name].setdefault(case.name, []).append(row)
+                print(f"{name} | {case.name} | seed {seed}: {row}", flush=True)
+    return {name: table(rows[name], tasks[name]) for name in names}
 
 
 def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str, str]]:
@@ -178,12 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen experiments; print one Markdown table each."""
     args, extra = _parse(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
-    for name in args.experiment:
-        try:
-            lines = run_experiment(name, args, extra)
-        except ValueError as err:  # a ConfigError or a bad attack argument
-            print(f"hostile_study: error: {err}", file=sys.stderr)
-            return 2
+    try:
+        tables = run_experiments(args.experiment, args, extra)
+    except ValueError as err:  # a ConfigError or a bad attack argument
+        print(f"hostile_study: error: {err}", file=sys.stderr)
+        return 2
+    for name, lines in tables.items():
         print(f"\n{name} ({args.rounds} rounds, seeds {args.seeds}):")
         print("\n".join(lines), flush=True)
     return 0
