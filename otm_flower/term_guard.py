@@ -146,8 +146,10 @@ def codes_silhouette(codes: np.ndarray, n_clusters: int, seed: int = 0) -> float
     (too few rows, all codes equal, or non-finite codes).
     """
     codes = np.asarray(codes, dtype=np.float64)
-    k = min(n_clusters, len(codes) - 1)
-    if k < 2 or not np.isfinite(codes).all():
+    if not np.isfinite(codes).all():
+        return -1.0
+    k = min(n_clusters, len(codes) - 1, len(np.unique(codes, axis=0)))
+    if k < 2:
         return -1.0
     labels = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(codes)
     if len(np.unique(labels)) < 2:

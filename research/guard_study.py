@@ -84,7 +84,9 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _row(dataset: str, arm: str, runs: list[dict[str, Any]], local: float | None):
+def _row(
+    dataset: str, arm: str, runs: list[dict[str, Any]], local: float | None
+) -> list[str]:
     acc = _percent([mean_score(r) for r in runs])
     nmi = _percent([mean_score(r, "nmi") for r in runs])
     weakest = _percent([weakest_score(r) for r in runs])
@@ -94,7 +96,7 @@ def _row(dataset: str, arm: str, runs: list[dict[str, Any]], local: float | None
         if local is None or mean is None or arm == "local"
         else f"{mean - local:+.1f}"
     )
-    low = [v for v in weakest if v is not None]
+    low = _mean(weakest)
     return [
         dataset,
         arm,

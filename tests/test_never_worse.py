@@ -9,7 +9,13 @@ import torch
 from otm_flower.config import parse_run_config
 from otm_flower.metrics import clustering_scores
 from otm_flower.protocol import MixTargets
-from otm_flower.term_guard import TermGuard, guard_decision, term_guard_for
+from otm_flower.term_guard import (
+    TermGuard,
+    codes_silhouette,
+    guard_decision,
+    holdout_size,
+    term_guard_for,
+)
 from otm_flower.training import LocalTrainer, LossWeights
 
 K = 3
@@ -86,6 +92,73 @@ def test_noise_targets_leave_the_local_score() -> None:
     assert guarded.own_objective() <= unguarded.own_objective()
 
 
+def test_noise_targets_leave_the_local_score_with_the_silhouette() -> None:
+    criterion = "silhouette"
+    x, y = _blobs()
+    x_test, y_test = x[:60], y[:60]
+    # alone: the same rows held out, never any targets (local training on the
+    # rows the guarded party trains on, step for step)
+    guarded, alone = (_trainer(x, TermGuard(criterion=criterion)) for _ in range(2))
+    for trainer in (guarded, alone):
+        trainer.train(3)
+    kept = []
+    for r in range(3):
+        alone.train(1)
+        kept.append(guarded.train(1, _noise_targets(len(x), r))["guard-kept"])
+    assert guarded.guard is not None and guarded.guard.scale < 1.0
+    assert sum(kept) < len(kept)
+    if not any(kept):
+        np.testing.assert_allclose(guarded.encode(x), alone.encode(x), atol=1e-5)
+    assert _acc(guarded, x_test, y_test) >= _acc(alone, x_test, y_test) - 0.02
+
+
+@pytest.mark.parametrize("criterion", ["held-out", "silhouette"])
+def test_held_out_criteria_score_rows_no_step_trains_on(criterion: str) -> None:
+    x, _ = _blobs(seed=4)
+    probe = _trainer(x, TermGuard(criterion=criterion))
+    held = probe.criterion_rows.numpy()
+    assert probe.fit_rows is not None
+    fit = probe.fit_rows.numpy()
+    assert len(held) == holdout_size(len(x), probe.guard.rows) == 12
+    assert set(held).isdisjoint(fit) and len(held) + len(fit) == len(x)
+    # NaN features on the held-out rows: any step that read one (reconstruction,
+    # mix or alignment term) would turn the model's parameters into NaN
+    poisoned = x.copy()
+    poisoned[held] = np.nan
+    trainer = _trainer(poisoned, TermGuard(criterion=criterion))
+    trainer.train(2)
+    every_row = MixTargets(
+        rows=np.arange(len(x)),
+        mixed=np.zeros((len(x), 4), np.float32),
+        barycenter=np.zeros((len(x), 4), np.float32),
+    )
+    for _ in range(2):
+        trainer.train(1, every_row)
+    for name, value in trainer.model.state_dict().items():
+        assert torch.isfinite(value.float()).all(), name
+    assert np.isfinite(trainer.encode(x[fit])).all()
+
+
+def test_the_objective_criterion_trains_on_every_row() -> None:
+    trainer = _trainer(_blobs()[0], TermGuard())
+    assert trainer.fit_rows is None  # today's criterion: nothing held out
+
+
+def test_holdout_size_and_silhouette() -> None:
+    assert holdout_size(120, 256) == 12
+    assert holdout_size(10_000, 256) == 256
+    assert holdout_size(4, 256) == 2
+    with pytest.raises(ValueError, match="4 training rows"):
+        holdout_size(3, 256)
+    x, _ = _blobs(n=90)
+    separated = codes_silhouette(x, K)
+    assert separated > codes_silhouette(
+        np.random.default_rng(0).normal(size=x.shape), K
+    )
+    assert codes_silhouette(np.zeros((5, 2)), K) == -1.0
+    assert codes_silhouette(np.full((5, 2), np.nan), K) == -1.0
+
+
 def test_the_scale_reacts_to_helpful_and_harmful_targets() -> None:
     x, _ = _blobs(seed=1)
     helped, harmed = _trainer(x, TermGuard()), _trainer(x, TermGuard())
@@ -108,6 +181,8 @@ def test_decision_rule_and_scale_bounds() -> None:
         TermGuard(margin=-1.0)
     with pytest.raises(ValueError, match="scale"):
         TermGuard(scale=0.0)
+    with pytest.raises(ValueError, match="criterion"):
+        TermGuard(criterion="accuracy")
 
 
 def test_scale_survives_the_saved_state() -> None:
@@ -136,3 +211,7 @@ def test_run_config_keys_build_the_guard() -> None:
     assert term_guard_for(parse_run_config({"preset": "paper"})) is None
     guard = term_guard_for(parse_run_config({"term-guard-margin": 0.05}))
     assert guard is not None and guard.margin == 0.05
+    assert guard.criterion == "objective"
+    config = parse_run_config({"term-guard-criterion": "held-out"})
+    held_out = term_guard_for(config)
+    assert held_out is not None and held_out.criterion == "held-out"
