@@ -84,19 +84,33 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+def _by_seed(runs: list[dict[str, Any]]) -> dict[Any, float | None]:
+    return {r["seed"]: _percent([mean_score(r)])[0] for r in runs}
+
+
+def _gains(
+    arm: str, runs: list[dict[str, Any]], local: dict[Any, float | None]
+) -> list[str]:
+    """ACC minus ``local``'s: of the means, and per seed (the seeds both ran)."""
+    if arm == "local" or not local:
+        return ["", ""]
+    mine = _by_seed(runs)
+    mean, base = _mean(list(mine.values())), _mean(list(local.values()))
+    gain = "" if mean is None or base is None else f"{mean - base:+.1f}"
+    paired = [
+        None if v is None or local[s] is None else v - local[s]
+        for s, v in mine.items()
+        if s in local
+    ]
+    return [gain, format_pm(paired, 1)]
+
+
 def _row(
-    dataset: str, arm: str, runs: list[dict[str, Any]], local: float | None
+    dataset: str, arm: str, runs: list[dict[str, Any]], local: dict[Any, float | None]
 ) -> list[str]:
     acc = _percent([mean_score(r) for r in runs])
     nmi = _percent([mean_score(r, "nmi") for r in runs])
-    weakest = _percent([weakest_score(r) for r in runs])
-    mean = _mean(acc)
-    gain = (
-        ""
-        if local is None or mean is None or arm == "local"
-        else f"{mean - local:+.1f}"
-    )
-    low = _mean(weakest)
+    low = _mean(_percent([weakest_score(r) for r in runs]))
     return [
         dataset,
         arm,
@@ -104,25 +118,25 @@ def _row(
         format_pm(acc, 1),
         format_pm(nmi, 1),
         "-" if low is None else f"{low:.1f}",
-        gain,
+        *_gains(arm, runs, local),
     ]
 
 
 def study_table(root: str | Path, split: str, arms: Sequence[str] = tuple(ARMS)) -> str:
     """Markdown table of every arm found under ``root`` for ``split``: ACC and NMI
     (%, mean ± std over seeds of the mean over agents), the weakest agent's ACC
-    (mean over seeds) and the ACC gain over ``local``."""
+    (mean over seeds), the ACC gain over ``local`` and that gain seed by seed
+    (mean ± std over the seeds both ran)."""
     found = {arm: arm_rows(arm, split, root) for arm in arms}
     datasets = sorted({d for rows in found.values() for d in rows})
     body = []
     for dataset in datasets:
-        local_runs = found.get("local", {}).get(dataset, [])
-        local = _mean(_percent([mean_score(r) for r in local_runs]))
+        local = _by_seed(found.get("local", {}).get(dataset, []))
         for arm in arms:
             if runs := found[arm].get(dataset):
                 body.append(_row(dataset, arm, runs, local))
     header = ["data set", "arm", "seeds", "ACC", "NMI", "weakest ACC", "gain"]
-    return "\n".join(markdown_table(header, body))
+    return "\n".join(markdown_table([*header, "gain per seed"], body))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -56,10 +56,10 @@ def test_table_means_over_seeds_and_gain_over_local(
     rows = [cells(r) for r in study_table(tmp_path, "validation").splitlines()[2:]]
     by_arm = {r[1]: r for r in rows}
     assert list(by_arm) == ["local", "off", "silhouette"]
-    assert by_arm["local"][2:] == ["2", "55.0 ± 7.1", "45.0 ± 7.1", "45.0", ""]
+    assert by_arm["local"][2:] == ["2", "55.0 ± 7.1", "45.0 ± 7.1", "45.0", "", ""]
     assert by_arm["silhouette"][3] == "65.0 ± 7.1"
-    assert by_arm["silhouette"][6] == "+10.0"
-    assert by_arm["off"][2] == "2" and by_arm["off"][6] == "-5.0"
+    assert by_arm["silhouette"][6:] == ["+10.0", "10.0 ± 0.0"]
+    assert by_arm["off"][2] == "2" and by_arm["off"][6:] == ["-5.0", "-5.0 ± 7.1"]
     assert study_table(tmp_path, "test") == study_table(tmp_path / "none", "test")
     main(["table", "--root", str(tmp_path), "--split", "validation"])
     assert "| cub | silhouette | 2 |" in capsys.readouterr().out
