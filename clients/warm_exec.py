@@ -35,6 +35,7 @@ from .node_cache import CACHE_ENV
 #: Modules the ClientApp imports on every message, imported once before forking.
 WARM_MODULES = (
     "torch",
+    "torch._dynamo",  # imported by torch on its first manual_seed (seconds)
     "torch.nn.functional",
     "numpy",
     "pandas",
@@ -57,8 +58,17 @@ WARM_MODULES = (
 )
 
 
+#: Seconds between the executor's task polls (Flower's default is 1 s).
+POLL_SECONDS = "0.1"
+POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
+
+
 def preload(modules: Sequence[str] = WARM_MODULES) -> list[str]:
-    """Import ``modules`` (those installed); return the ones imported."""
+    """Import ``modules`` (those installed); return the ones imported.
+
+    No tensor operation runs here: a fork of a process whose OpenMP thread
+    pool has started can hang, so the pools start in each child.
+    """
     loaded = []
     for name in modules:
         try:
@@ -174,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     default = Path(tempfile.gettempdir()) / f"otm-flower-node-cache-{os.getuid()}"
     os.environ[CACHE_ENV] = args.cache_dir or os.environ.get(CACHE_ENV) or str(default)
+    os.environ.setdefault(POLL_ENV, POLL_SECONDS)
     preload()
     import flwr.supercore.superexec.run_superexec as superexec
 

@@ -1,0 +1,127 @@
+"""A deployed run survives its server, and a party, restarting.
+
+A loopback SuperLink (its state in a database file) and one warm SuperNode per
+agent (:mod:`clients.warm_exec`) run three rounds with ``checkpoint-dir``. As
+round 3 starts, the SuperLink with its ServerApp and one party's SuperNode are
+killed (whole process groups); both are started again, the SuperLink on the
+same database and port, and the run is submitted again with ``resume=true``:
+the server continues from its round-2 checkpoint, every party from its own
+node-local one. The resumed run's final metrics equal those of the same run
+uninterrupted (same seed), computed by the in-process runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otm_flower.config import parse_run_config
+from simulations.runner import simulate_inprocess
+from tests.deployment_support import (
+    LOCALHOST,
+    Processes,
+    cli_config,
+    flwr_env,
+    free_port,
+    small_views,
+    start_superlink,
+    start_supernode,
+    stream_run,
+    wait_for_port,
+)
+
+pytestmark = pytest.mark.slow
+AGENTS = 3
+SETTINGS = {
+    "num-server-rounds": 3,
+    "num-agents": AGENTS,
+    "n-clusters": 10,
+    "local-epochs": 1,
+    "latent-dim": 8,
+    "hidden-dim": 32,
+    "mix-batch-size": 64,
+    "barycenter-iterations": 2,
+    "round-timeout": 120,
+    "output-dir": "",
+    "diagnostics-dir": "",
+}
+
+
+def run_config(values: dict) -> str:
+    return " ".join(
+        f'{k}="{v}"' if isinstance(v, str) else f"{k}={str(v).lower()}"
+        for k, v in values.items()
+    )
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    processes = Processes(flwr_env(tmp_path, OMP_NUM_THREADS="1"), tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.stop_all()
+
+
+def start_node(procs: Processes, i: int, port: int, data: Path) -> list:
+    config = f'partition-id={i} num-partitions={AGENTS} dataset="{data}"'
+    return start_supernode(procs, f"node{i}", f"{LOCALHOST}:{port}", config)
+
+
+def kill_at_round_3(procs: Processes, doomed: list[subprocess.Popen]):
+    """A line callback that ends ``doomed`` when the run announces round 3."""
+
+    def on_line(line: str) -> None:
+        if "[ROUND 3/3]" in line and not on_line.fired:  # type: ignore[attr-defined]
+            on_line.fired = True  # type: ignore[attr-defined]
+            for proc in doomed:
+                procs.stop(proc)
+
+    on_line.fired = False  # type: ignore[attr-defined]
+    return on_line
+
+
+def test_run_resumes_after_server_and_party_restart(
+    procs: Processes, tmp_path: Path
+) -> None:
+    data = small_views(tmp_path / "agents.npz", views=(3, 1, 2), n=240, seed=1)
+    folder = tmp_path / "checkpoints"
+    values = {**SETTINGS, "dataset": str(data), "checkpoint-dir": str(folder)}
+    port, database = free_port(), str(tmp_path / "superlink.db")
+    link = start_superlink(procs, port, "--database", database)
+    nodes = [start_node(procs, i, port, data) for i in range(AGENTS)]
+    cli_config(procs.env, port)
+    wait_for_port(port)
+    time.sleep(3)
+
+    first = {**values, "out": str(tmp_path / "first.json")}
+    killer = kill_at_round_3(procs, [link, *nodes[1]])
+    stream_run(procs, run_config(first), killer, timeout=400)
+    assert killer.fired, "the first run never reached round 3"
+    assert json.loads((folder / "server.json").read_text())["meta"]["round"] == 2
+    assert not (tmp_path / "first.json").exists()
+
+    start_superlink(procs, port, "--database", database, name="superlink-again")
+    start_node(procs, 1, port, data)
+    wait_for_port(port)
+    time.sleep(3)
+    resumed = {**values, "resume": True, "out": str(tmp_path / "resumed.json")}
+    rc, output = stream_run(procs, run_config(resumed), timeout=400)
+    assert rc == 0, output[-3000:]
+    assert "resuming after round 2" in output, output[-3000:]
+    result = json.loads((tmp_path / "resumed.json").read_text())
+
+    uninterrupted, _ = simulate_inprocess(
+        parse_run_config({**SETTINGS, "dataset": str(data)})
+    )
+    assert [h["round"] for h in result["history"]] == [1, 2, 3]
+    for a, b in zip(uninterrupted["history"], result["history"], strict=True):
+        for key in ("acc", "nmi", "ari"):
+            assert a[key] == pytest.approx(b[key], abs=1e-9), (a, b)
+    assert result["agents"] == uninterrupted["agents"]
+    assert result["bytes_up"] == uninterrupted["bytes_up"]
