@@ -86,7 +86,7 @@ def test_targets_hold_and_fail_with_the_figures() -> None:
     sets = {f"s{i}": good for i in range(5)} | {"bad": worse}
     lines = target_lines("anchored", sets)
     assert lines[0].startswith(
-        "never worse (otm ≥ local − 0.5 points): **fails** on 5 of 6"
+        "never worse (otm ≥ local − 0.5 points): **fails** (met on 5 of 6 sets)"
     )
     assert "bad (-1.0)" in lines[0]
     assert "**holds** (5 of 6" in lines[1]  # +8 over the best on five sets

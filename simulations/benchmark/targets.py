@@ -63,7 +63,10 @@ def _every_set(
     failing = {d: v for d, v in values.items() if v < floor - 1e-12}
     missing = sorted(set(sets) - set(values))
     ok = bool(values) and not failing and not missing
-    text = f"{name}: {_verdict(ok)} on {len(values) - len(failing)} of {len(sets)} sets"
+    text = (
+        f"{name}: {_verdict(ok)} (met on {len(values) - len(failing)} of "
+        f"{len(sets)} sets)"
+    )
     if failing:
         text += "; fails on " + ", ".join(
             f"{d} ({_points(m)})" for d, m in failing.items()
