@@ -145,28 +145,21 @@ class FastSolver:
         per_batch = max(1, settings.batch_elements // self.n_bary)
         self.batches = _batches(clouds, self.root, dtype, dev, per_batch)
         self.w = torch.as_tensor(weights, dtype=dtype, device=dev)
-        self.state: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(
-            self.batches
-        )
+        self.state: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [
+            None
+        ] * len(self.batches)
         self.costs = torch.zeros(len(clouds), dtype=dtype, device=dev)
         self.n_clouds = len(clouds)
-        self.st = self._structure_of(None)
+        self.st = self._initial_structure()
         self.plans: list[torch.Tensor] = []
 
-    def _structure_of(self, plans: list[torch.Tensor] | None) -> LowRankStructure:
-        """Structure of the current support: ``D(z, z)``, or the free ``C``."""
-        z, n_bary = self.z, self.n_bary
+    def _initial_structure(self) -> LowRankStructure:
+        """Structure of the initial support: ``D(z, z)`` (dense when free)."""
+        z = self.z
         if self.structure == "features":
             return LowRankStructure(z, None)
-        if plans is None:
-            eye = torch.eye(n_bary, dtype=self.dtype, device=self.dev)
-            return LowRankStructure(z, LowRankStructure(z, None).matmul(eye))
-        dense = torch.zeros(n_bary, n_bary, dtype=self.dtype, device=self.dev)
-        for (idx, cl), t in zip(self.batches, plans, strict=True):
-            ta = torch.bmm(t, cl.fa)
-            tb = torch.bmm(t, cl.fb)
-            dense += torch.einsum("b,bir,bjr->ij", self.w[idx], ta, tb)
-        return LowRankStructure(z, dense * n_bary**2)
+        eye = torch.eye(self.n_bary, dtype=self.dtype, device=self.dev)
+        return LowRankStructure(z, LowRankStructure(z, None).matmul(eye))
 
     def _steps(
         self,
@@ -175,31 +168,40 @@ class FastSolver:
         state: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         steps: int,
         eps_rel: float,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Entropic conditional-gradient steps from ``(T, T @ [y, a, 1], dual)``."""
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Entropic conditional-gradient steps from ``(T, T @ [y, a, 1], dual)``.
+
+        Returns the new state and the plans' costs, tracked through the exact
+        gains of the line search (the objective is quadratic in the step).
+        """
         t, tr, gd = state
-        cur = prob.cost(t, tr)
+        cta = prob.cta(tr)
+        cur = prob.coupled_cost(tr, cta)
         eps: torch.Tensor | None = None
-        for _ in range(steps):
-            grad, cta = prob.grad(tr)
+        for i in range(steps):
+            if i:
+                cta = prob.cta(tr)
+            grad, _ = prob.grad(tr, cta)
             if eps is None:  # temperature fixed per solve, relative to spread
-                spread = grad.amax((1, 2)) - grad.amin((1, 2))
+                low, high = grad.reshape(grad.shape[0], -1).aminmax(dim=1)
                 # a flat gradient (e.g. identical codes): every coupling is
                 # optimal, any temperature will do
-                eps = torch.where(spread > 0.0, eps_rel * spread, 1.0)
-            dt, gd = entropic_lmo(grad, prob.p, q, gd, eps, self.sinkhorn_iter)
-            dt.sub_(t)
-            dtr = prob.products(dt)
-            lin, quad = prob.lin_quad(dtr, cta)
+                eps = torch.where(high > low, eps_rel * (high - low), 1.0)
+            plan, gd = entropic_lmo(grad, prob.p, q, gd, eps, self.sinkhorn_iter)
+            del grad
+            ptr = prob.products(plan)
+            lin, quad = prob.lin_quad(ptr - tr, cta)
             step = line_search(lin, quad)
-            t = t.add_(dt.mul_(step[:, None, None]))
-            tr = tr.add_(dtr.mul_(step[:, None, None]))
-            del dt, grad
+            t.lerp_(plan, step[:, None, None])
+            tr.lerp_(ptr, step[:, None, None])
+            del plan
             gain = -(step * lin + step**2 * quad)
             cur = cur - gain
             if bool(torch.all(gain <= 1e-4 * cur.abs())):
                 break
-        return t, tr, gd
+        # the products afresh: the support update takes them, exact to the
+        # working precision (the steps' updates accumulate round-off)
+        return (t, prob.products(t), gd), cur
 
     def _solve_batch(self, b: int, eps_rel: float) -> torch.Tensor:
         """Warm-started solve of batch ``b``; records its costs and state."""
@@ -208,16 +210,14 @@ class FastSolver:
         prev = self.state[b]
         if prev is None:
             t = prob.p[None, :, None] * cl.q[:, None, :]
-            gd = torch.zeros_like(cl.q)
+            state = (t, prob.products(t), torch.zeros_like(cl.q))
             steps = self.first_steps
         else:
-            t, gd = prev
-            steps = self.inner_steps
-        tr = prob.products(t)
-        t, tr, gd = self._steps(prob, cl.q[0], (t, tr, gd), steps, eps_rel)
-        self.state[b] = (t, gd)
-        self.costs[idx] = prob.cost(t, tr)
-        return t
+            state, steps = prev, self.inner_steps
+        self.state[b], self.costs[idx] = self._steps(
+            prob, cl.q[0], state, steps, eps_rel
+        )
+        return self.state[b][0]
 
     def solve(self, it: int) -> tuple[float, float]:
         """Solve every batch at the temperature of solve ``it``."""
@@ -228,15 +228,29 @@ class FastSolver:
         return obj, obj
 
     def update(self) -> None:
-        """Barycentric support update (and the free structure update)."""
-        n_bary = self.n_bary
-        self.z = n_bary * torch.stack(
-            [
-                self.w[idx] @ torch.bmm(t, cl.y).reshape(len(idx), -1)
-                for (idx, cl), t in zip(self.batches, self.plans, strict=True)
-            ]
-        ).sum(0).reshape(n_bary, -1)
-        self.st = self._structure_of(self.plans)
+        """Barycentric support update (and the free structure update).
+
+        Both come from the products ``T [y, a, 1]`` the solves keep: no pass
+        over the plans.
+        """
+        n_bary, d = self.n_bary, self.z.shape[1]
+        z = torch.zeros_like(self.z)
+        dense = (
+            None
+            if self.structure == "features"
+            else torch.zeros(n_bary, n_bary, dtype=self.dtype, device=self.dev)
+        )
+        for (idx, _), state in zip(self.batches, self.state, strict=True):
+            assert state is not None  # every batch was solved
+            tr, w = state[1], self.w[idx]
+            z += torch.einsum("b,bid->id", w, tr[..., :d])
+            if dense is not None:
+                ty, ta, t1 = tr[..., :d], tr[..., d : d + 1], tr[..., d + 1 :]
+                fa = torch.cat([ta, t1, ty], 2)
+                fb = torch.cat([t1, ta, -2.0 * ty], 2)
+                dense += torch.einsum("b,bir,bjr->ij", w, fa, fb)
+        self.z = n_bary * z
+        self.st = LowRankStructure(self.z, None if dense is None else dense * n_bary**2)
 
     def _finish_batch(self, b: int, st64: LowRankStructure) -> np.ndarray:
         """Round (and polish) batch ``b``'s plans in float64, a few at a time.

@@ -61,6 +61,7 @@ class LowRankStructure:
         self.dense = dense
         self.a, self.fa, self.fb = factors(z)
         self.z = z
+        self._quad_uniform: torch.Tensor | None = None
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """``C @ x`` for ``x`` of shape ``(B, N, r)``."""
@@ -73,6 +74,14 @@ class LowRankStructure:
         if self.dense is not None:
             return ((p @ (self.dense**2)) * p).sum(-1)
         return quad_struct(self.a, self.z, p)
+
+    def quad_uniform(self) -> torch.Tensor:
+        """``p^T (C * C) p`` for the uniform ``p = 1/N`` (computed once)."""
+        if self._quad_uniform is None:
+            n_bary = self.z.shape[0]
+            p = torch.full((1, n_bary), 1.0 / n_bary, dtype=self.z.dtype)
+            self._quad_uniform = self.quad(p.to(self.z.device))[0]
+        return self._quad_uniform
 
 
 class FGWProblem:
@@ -106,11 +115,20 @@ class FGWProblem:
         """``<C T C_k, T>`` from ``T A_k`` and ``T B_k``: ``sum((C T A_k) * T B_k)``."""
         return (self.st.matmul(ta) * tb).sum((1, 2))
 
-    def grad(self, tr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient up to row/column constants ``(B, N, n)``, and ``C T A_k``."""
+    def cta(self, tr: torch.Tensor) -> torch.Tensor:
+        """``C T A_k`` ``(B, N, d + 2)`` from :meth:`products` ``tr``."""
+        return self.st.matmul(self._split(tr)[1])
+
+    def grad(
+        self, tr: torch.Tensor, cta: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient up to row/column constants ``(B, N, n)``, and ``C T A_k``.
+
+        ``cta`` is :meth:`cta` of ``tr`` when already known.
+        """
         al = self.alpha
-        _, ta, _ = self._split(tr)
-        cta = self.st.matmul(ta)
+        if cta is None:
+            cta = self.cta(tr)
         # G = (1-al) M - 4 al C T C_k with C_k = A_k B_k^T, B_k = [1, a, -2y];
         # the column of ones only adds row constants, which the LMO ignores.
         left = torch.cat(
@@ -146,4 +164,21 @@ class FGWProblem:
             return lin
         sq = quad_struct(self.cl.a, self.cl.y, qt)
         gw = self.st.quad(pt) + sq - 2.0 * self._gw_cross(ta, tb)
+        return (1.0 - al) * lin + al * gw
+
+    def coupled_cost(self, tr: torch.Tensor, cta: torch.Tensor) -> torch.Tensor:
+        """FGW cost of couplings of ``(p, q)`` from ``tr`` and ``cta`` alone.
+
+        No pass over the plans: their marginals are the uniform ``p`` and
+        ``q`` (the working plans' up to round-off), so every marginal term is
+        fixed by the structures; ``cta`` is :meth:`cta` of ``tr``.
+        """
+        al = self.alpha
+        ty, _, tb = self._split(tr)
+        n_bary = self.z.shape[0]
+        lin = self.st.a.sum() / n_bary + (self.cl.q * self.cl.a).sum(1)
+        lin = lin - 2.0 * (self.z * ty).sum((1, 2))
+        if al == 0.0:
+            return lin
+        gw = self.st.quad_uniform() + self.cl.sq - 2.0 * (cta * tb).sum((1, 2))
         return (1.0 - al) * lin + al * gw
