@@ -188,7 +188,12 @@ def _time_fields(
     cpu_walls = clock.round_walls(cpu=True)
     steady = walls[1:] or walls
     cpu_round = float(np.mean(cpu_walls)) if cpu_walls else 0.0
+    phases = {
+        f"phase_{name}_round_s": float(sec) / rounds
+        for name, sec in (result.get("phase_seconds") or {}).items()
+    }
     return {
+        **phases,
         "wall_s": wall,
         "round_s": wall / rounds,
         "client_round_s": clock.seconds / rounds,

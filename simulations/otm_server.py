@@ -180,6 +180,7 @@ def otm_result(
             "coupling_agreement_history": agreement or [],
             "privacy": privacy_report(config, state.train_metrics),
             "mix_seconds": [round(s, 4) for s in state.mix_seconds],
+            "phase_seconds": {k: round(v, 4) for k, v in state.phase_seconds.items()},
             "rejected": [list(r) for r in state.rejected],
         },
     )

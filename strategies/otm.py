@@ -44,6 +44,7 @@ from .utils import (
     round_config,
     sample_seeded,
     targets_record,
+    timed_phase,
 )
 
 if TYPE_CHECKING:
@@ -199,6 +200,13 @@ class OTMStrategy(Strategy):
     ) -> Iterable[Message]:
         """Send each sampled agent the round config and its own mixed codes."""
         server_round += self.state.round_offset
+        with timed_phase(self.state.phase_seconds, "train_messages"):
+            return self._train_messages(config, grid, server_round)
+
+    def _train_messages(
+        self, config: ConfigRecord, grid: Grid, server_round: int
+    ) -> list[Message]:
+        """The round's training messages, each with its node's mixed codes."""
         node_ids = self._sample(grid, self.fraction_train, server_round)
         targets, self.state.targets = self.state.targets, {}
         log(
@@ -233,10 +241,16 @@ class OTMStrategy(Strategy):
         (kept for the next round's messages; returned as the round's arrays).
         """
         server_round += self.state.round_offset
-        uploads = self._check(server_round, self._read(server_round, replies))
-        arrays = self._average(server_round, uploads)
+        phases = self.state.phase_seconds
+        with timed_phase(phases, "read"):
+            uploads = self._read(server_round, replies)
+        with timed_phase(phases, "screen"):
+            uploads = self._check(server_round, uploads)
+        with timed_phase(phases, "average"):
+            arrays = self._average(server_round, uploads)
         if len(uploads) >= max(self.min_agents, 1):
-            self._mix(server_round, uploads)
+            with timed_phase(phases, "mix"):
+                self._mix(server_round, uploads)
         else:
             log(
                 WARNING,
@@ -349,6 +363,13 @@ class OTMStrategy(Strategy):
         server_round += self.state.round_offset
         if self.fraction_evaluate == 0.0:
             return []
+        with timed_phase(self.state.phase_seconds, "evaluate_messages"):
+            return self._evaluate_messages(config, grid, server_round)
+
+    def _evaluate_messages(
+        self, config: ConfigRecord, grid: Grid, server_round: int
+    ) -> list[Message]:
+        """The round's evaluation messages."""
         messages = []
         for node_id in self._sample(grid, self.fraction_evaluate, server_round):
             content = RecordDict(
@@ -369,6 +390,13 @@ class OTMStrategy(Strategy):
     ) -> MetricRecord | None:
         """Keep each agent's metrics and return their mean over agents."""
         server_round += self.state.round_offset
+        with timed_phase(self.state.phase_seconds, "evaluate_replies"):
+            return self._scores(server_round, replies)
+
+    def _scores(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """Keep each agent's evaluation metrics; their mean over agents."""
         per_agent: dict[int, dict[str, float]] = {}
         for msg in replies:
             node_id = msg.metadata.src_node_id

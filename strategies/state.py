@@ -53,6 +53,12 @@ class ServerState:
         Payload bytes received from and sent to agents.
     mix_seconds : list of float
         Wall time of each round's mixing.
+    phase_seconds : dict of str to float
+        Wall seconds spent in each phase of the server's work over the run
+        (``read``: parsing the training replies, ``screen``: width, layout and
+        outlier checks, ``average``: shared parameters, ``mix``: barycenter,
+        mixing and pull-back, ``train_messages`` / ``evaluate_messages``:
+        building the messages, ``evaluate_replies``: reading the scores).
     rejected : list of (int, int, str)
         ``(round, node_id, reason)`` of every reply left out.
     """
@@ -69,6 +75,7 @@ class ServerState:
     bytes_up: int = 0
     bytes_down: int = 0
     mix_seconds: list[float] = field(default_factory=list)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
     rejected: list[tuple[int, int, str]] = field(default_factory=list)
 
     def reject(self, server_round: int, node_id: int, reason: str) -> None:

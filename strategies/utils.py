@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from logging import INFO, WARNING
 from typing import Any
 
@@ -16,6 +18,16 @@ from otm_flower import protocol as P
 from otm_flower.code_mixer import MixedRound
 
 SCORE_KEYS = ("acc", "nmi", "ari", "accuracy")
+
+
+@contextmanager
+def timed_phase(totals: dict[str, float], name: str) -> Iterator[None]:
+    """Add the wall seconds of the ``with`` block to ``totals[name]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        totals[name] = totals.get(name, 0.0) + time.perf_counter() - start
 
 
 def sample_seeded(grid: Grid, fraction: float, min_nodes: int, seed: Any) -> list[int]:
