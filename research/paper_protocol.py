@@ -75,12 +75,15 @@ def transductive_scores(contexts: Iterable[Any], config: RunConfig) -> list[dict
         x = np.concatenate([agent.x_train, agent.x_test])
         y = np.concatenate([agent.y_train, agent.y_test])
         codes = restore_trainer(config, agent, k, context).encode(x)
+        test = slice(len(agent.x_train), None)
         agents.append(
             {
                 "agent": agent.agent_id,
                 "modality": agent.modality_name,
                 "otm": _scores(codes, y, k, config.seed),
                 "raw": _scores(x, y, k, config.seed),
+                # the same codes, test rows only: must match the run's own score
+                "test_rows": _scores(codes[test], y[test], k, config.seed),
             }
         )
     return agents
