@@ -4,9 +4,10 @@ Flower's own executor (``flower-superexec``) starts a fresh ``flwr-clientapp``
 process for every message the SuperNode receives, and each one imports torch,
 scikit-learn, pandas and SciPy again before it handles its message. This
 executor imports them once and then forks one child per message: the child
-runs Flower's own ``run_clientapp`` (FAB install, app loading, the ClientApp
-call, the reply), so every message still gets a fresh process with its own
-memory, only without the import cost.
+runs Flower's own ``run_clientapp`` (app loading, the ClientApp call, the
+reply), so every message still gets a fresh process with its own memory, only
+without the import cost; a FAB already installed is not unpacked and checked
+again (:func:`install_once`).
 
 Start it beside the SuperNode, pointed at the SuperNode's Runtime API::
 
@@ -22,11 +23,12 @@ and preprocesses the party's files.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import os
 import signal
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +135,39 @@ class ForkExecutor:
         self.children.clear()
 
 
+def install_once(install: Callable[..., Path]) -> Callable[..., Path]:
+    """Flower's ``install_from_fab`` that, for FAB bytes already installed from
+    this executor, returns the installed folder without unpacking and checking
+    the archive again (Flower itself then only returns the existing folder).
+
+    An install is recorded in ``<FLWR_HOME>/apps/.installed-<sha256>`` only
+    after Flower's own install (with its hash checks) succeeded, and used only
+    while the folder it names exists.
+    """
+
+    def install_from_fab(fab_file: Any, *args: Any, **kwargs: Any) -> Path:
+        if not isinstance(fab_file, bytes):
+            return install(fab_file, *args, **kwargs)
+        from flwr.supercore.utils import get_flwr_home
+
+        digest = hashlib.sha256(fab_file).hexdigest()
+        marker = Path(get_flwr_home()) / "apps" / f".installed-{digest}"
+        try:
+            installed = Path(marker.read_text())
+        except OSError:
+            installed = None
+        if installed is not None and (installed / "pyproject.toml").is_file():
+            return installed
+        path = Path(install(fab_file, *args, **kwargs))
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+        tmp.write_text(str(path))
+        os.replace(tmp, marker)
+        return path
+
+    return install_from_fab
+
+
 def _run_child(spec: Any) -> None:
     """Run one ClientApp task in this forked child, then leave with its code."""
     code = 1
@@ -140,9 +175,10 @@ def _run_child(spec: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         from flwr.supercore.tls import validate_and_resolve_root_certificates
-        from flwr.supernode.runtime.run_clientapp import run_clientapp
+        from flwr.supernode.runtime import run_clientapp as task
 
-        run_clientapp(
+        task.install_from_fab = install_once(task.install_from_fab)
+        task.run_clientapp(
             runtime_api_address=spec.runtime_api_address,
             token=spec.token,
             insecure=spec.insecure,

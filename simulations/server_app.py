@@ -24,6 +24,7 @@ from otm_flower.config import (
 )
 from simulations.fedavg_server import run_fedavg
 from simulations.otm_server import run_otm
+from simulations.polling_grid import fast_replies
 from simulations.run_support import expected_agents, finish_run, wait_for_agents
 
 __all__ = [
@@ -71,6 +72,9 @@ def run_method(grid: Grid, config: RunConfig) -> dict[str, Any]:
 def build_server_app(config: RunConfig | None = None) -> ServerApp:
     """Create the ServerApp.
 
+    Under the Deployment Runtime the grid waits for replies with a short poll
+    (:mod:`simulations.polling_grid`).
+
     Parameters
     ----------
     config : RunConfig, optional
@@ -81,7 +85,8 @@ def build_server_app(config: RunConfig | None = None) -> ServerApp:
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         run_method(
-            grid, config if config is not None else parse_run_config(context.run_config)
+            fast_replies(grid),
+            config if config is not None else parse_run_config(context.run_config),
         )
 
     return app

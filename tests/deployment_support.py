@@ -37,11 +37,12 @@ def free_port() -> int:
 
 def flwr_env(folder: Path, **extra: str) -> dict[str, str]:
     """The environment of a federation: ``FLWR_HOME`` in ``folder``, no
-    per-run dependency installation."""
+    per-run dependency installation, no telemetry."""
     return {
         **os.environ,
         "FLWR_HOME": str(folder / "flwr-home"),
         "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "FLWR_TELEMETRY_ENABLED": "0",
         **extra,
     }
 

@@ -5,8 +5,10 @@ The test makes its own certificate authority, a server certificate for
 package), registers the parties' public keys with ``flwr supernode register``
 and runs the app for one round. A SuperNode with an unregistered key, one that
 does not trust the CA and one speaking plain HTTP are refused, and each refusal
-shows in the logs. Every process runs in its own session and its whole group is
-ended, also on failure. ``docs/security.md`` explains the same commands.
+shows in the logs. The SuperNodes run with Flower's default isolation (one
+``flwr-clientapp`` process per message), the path the other deployment tests,
+on the warm executor, do not take. Every process runs in its own session and
+its whole group is ended, also on failure (:mod:`tests.deployment_support`). ``docs/security.md`` explains the same commands.
 """
 
 from __future__ import annotations
@@ -14,12 +16,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,17 +28,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from otm_flower.data import MultiViewDataset, load_dataset, save_npz
+from tests.deployment_support import (
+    BIN,
+    LOCALHOST,
+    ROOT,
+    Processes,
+    flwr_env,
+    free_port,
+    wait_for_log,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-LOCALHOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
 
 
 # Certificates and keys ------------------------------------------------------
@@ -135,84 +133,13 @@ def make_node_keys(folder: Path, name: str) -> tuple[Path, Path]:
     return private, public
 
 
-# Processes ------------------------------------------------------------------
-
-
-class Processes:
-    """Starts processes in their own sessions and ends their whole groups."""
-
-    def __init__(self, env: dict[str, str], folder: Path) -> None:
-        self.env, self.folder = env, folder
-        self.procs: list[subprocess.Popen] = []
-
-    def log(self, name: str) -> Path:
-        return self.folder / f"{name}.log"
-
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        with self.log(name).open("w") as log:
-            proc = subprocess.Popen(
-                [str(BIN / args[0]), *args[1:]],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen) -> None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            self.stop(proc)
-
-
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Processes]:
-    env = {
-        **os.environ,
-        "FLWR_HOME": str(tmp_path / "flwr-home"),
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-    }
-    processes = Processes(env, tmp_path)
+    processes = Processes(flwr_env(tmp_path), tmp_path)
     try:
         yield processes
     finally:
         processes.stop_all()
-
-
-def wait_for_port(port: int, timeout: float = 90.0) -> None:
-    """Block until something accepts connections on ``port``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(1.0)
-            if sock.connect_ex((LOCALHOST, port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"nothing opened port {port} in {timeout:.0f} s")
-
-
-def wait_for_log(path: Path, needle: str, timeout: float) -> str:
-    """The log at ``path`` once it holds ``needle`` (an AssertionError after
-    ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        text = path.read_text(errors="replace") if path.exists() else ""
-        if needle in text:
-            return text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{needle!r} not in {path.name}:\n{text[-3000:]}")
-        time.sleep(1.0)
 
 
 def cli_config(home: Path, port: int, ca: Path) -> None:
