@@ -27,6 +27,7 @@ import hashlib
 import importlib
 import os
 import signal
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -168,12 +169,24 @@ def install_once(install: Callable[..., Path]) -> Callable[..., Path]:
     return install_from_fab
 
 
+def forget_own_package() -> list[str]:
+    """Drop this executor's package (``clients``) from ``sys.modules``, so that
+    the ClientApp's ``clients`` modules are imported from the run's FAB, not
+    from wherever this executor was installed; the names dropped."""
+    package = __name__.split(".")[0]
+    names = [n for n in sys.modules if n == package or n.startswith(package + ".")]
+    for name in names:
+        del sys.modules[name]
+    return names
+
+
 def _run_child(spec: Any) -> None:
     """Run one ClientApp task in this forked child, then leave with its code."""
     code = 1
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        forget_own_package()
         from flwr.supercore.tls import validate_and_resolve_root_certificates
         from flwr.supernode.runtime import run_clientapp as task
 

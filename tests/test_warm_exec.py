@@ -1,0 +1,99 @@
+"""The warm executor's FAB install shortcut and package reset, and the
+ServerApp's short-polling grid (the deployed runs themselves:
+``tests/test_deployment.py``, ``tests/test_restart.py``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from clients.warm_exec import forget_own_package, install_once
+from simulations.polling_grid import PollingGrid
+
+
+def test_a_fab_is_installed_once_per_content(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "home"))
+    calls: list[bytes] = []
+
+    def install(fab: bytes, **_: object) -> Path:
+        calls.append(fab)
+        folder = tmp_path / "home" / "apps" / f"app-{len(calls)}"
+        folder.mkdir(parents=True)
+        (folder / "pyproject.toml").write_text("")
+        return folder
+
+    once = install_once(install)
+    first = once(b"fab-1", skip_prompt=True)
+    assert once(b"fab-1", skip_prompt=True) == first
+    assert len(calls) == 1
+    assert once(b"fab-2", skip_prompt=True) != first  # other bytes: installed
+    (first / "pyproject.toml").unlink()  # the installed folder is gone
+    assert once(b"fab-1", skip_prompt=True) != first
+    assert len(calls) == 3
+
+
+def test_failed_install_is_not_recorded(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "home"))
+
+    def install(fab: bytes, **_: object) -> Path:
+        raise ValueError("File hashes couldn't be verified.")
+
+    with pytest.raises(ValueError, match="hashes"):
+        install_once(install)(b"bad")
+    assert not list((tmp_path / "home").rglob(".installed-*"))
+
+
+def test_forgetting_the_package_lets_it_be_imported_again() -> None:
+    import clients.node_cache
+
+    saved = {n: m for n, m in sys.modules.items() if n.split(".")[0] == "clients"}
+    try:
+        names = forget_own_package()
+        assert "clients.warm_exec" in names and "clients.node_cache" in names
+        assert not any(n.split(".")[0] == "clients" for n in sys.modules)
+        import clients.node_cache as again
+
+        assert again is not clients.node_cache  # a fresh import
+    finally:
+        sys.modules.update(saved)
+
+
+class SlowGrid:
+    """A grid whose replies arrive ``delay`` seconds after the push."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay, self.pulls, self.pushed = delay, 0, 0.0
+
+    def push_messages(self, messages):  # type: ignore[no-untyped-def]
+        self.pushed = time.monotonic()
+        return [m.id for m in messages]
+
+    def pull_messages(self, ids):  # type: ignore[no-untyped-def]
+        self.pulls += 1
+        if time.monotonic() - self.pushed < self.delay:
+            return []
+        meta = SimpleNamespace
+        return [SimpleNamespace(metadata=meta(reply_to_message_id=i)) for i in ids]
+
+
+def test_polling_grid_returns_soon_after_the_replies() -> None:
+    inner = SlowGrid(delay=0.5)
+    grid = PollingGrid(inner, poll=0.05)  # type: ignore[arg-type]
+    start = time.monotonic()
+    replies = list(grid.send_and_receive([SimpleNamespace(id="a")], timeout=10))
+    assert [r.metadata.reply_to_message_id for r in replies] == ["a"]
+    assert time.monotonic() - start < 2.0  # Flower's grid: a 3 s poll
+    assert inner.pulls > 2
+
+
+def test_polling_grid_stops_at_the_timeout() -> None:
+    grid = PollingGrid(SlowGrid(delay=60), poll=0.05)  # type: ignore[arg-type]
+    start = time.monotonic()
+    assert list(grid.send_and_receive([SimpleNamespace(id="a")], timeout=0.3)) == []
+    assert 0.3 <= time.monotonic() - start < 2.0
+    with pytest.raises(ValueError, match="poll interval"):
+        PollingGrid(SlowGrid(0), poll=0)  # type: ignore[arg-type]
