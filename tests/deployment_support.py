@@ -129,14 +129,19 @@ def start_superlink(
 def start_supernode(
     procs: Processes, name: str, fleet: str, node_config: str, *, warm: bool = True
 ) -> list[subprocess.Popen]:
-    """A SuperNode towards ``fleet`` (and, ``warm``, its warm executor,
-    :mod:`clients.warm_exec`); the processes started."""
+    """A SuperNode towards ``fleet``; the processes started.
+
+    ``warm``: the SuperNode with short polls (:mod:`clients.supernode`) and
+    ``--isolation process``, beside its warm executor (:mod:`clients.warm_exec`);
+    otherwise Flower's ``flower-supernode`` with its own executor.
+    """
     runtime = free_port()
     args = ["--insecure", "--superlink", fleet, "--port", str(runtime)]
     args += ["--node-config", node_config]
     if not warm:
         return [procs.start(name, "flower-supernode", *args)]
-    node = procs.start(name, "flower-supernode", *args, "--isolation", "process")
+    launcher = ["python", "-m", "clients.supernode", "--isolation", "process"]
+    node = procs.start(name, *launcher, *args)
     executor = procs.start(
         f"{name}-exec",
         "python",

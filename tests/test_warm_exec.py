@@ -97,3 +97,19 @@ def test_polling_grid_stops_at_the_timeout() -> None:
     assert 0.3 <= time.monotonic() - start < 2.0
     with pytest.raises(ValueError, match="poll interval"):
         PollingGrid(SlowGrid(0), poll=0)  # type: ignore[arg-type]
+
+
+def test_supernode_launcher_takes_its_poll_and_passes_the_rest() -> None:
+    from clients.supernode import POLL_SECONDS, capped_time, split_poll
+
+    args = ["--insecure", "--poll-seconds", "0.5", "--port", "9100"]
+    assert split_poll(args) == (0.5, ["--insecure", "--port", "9100"])
+    assert split_poll(["--poll-seconds=0.1"]) == (0.1, [])
+    assert split_poll(["--insecure"]) == (POLL_SECONDS, ["--insecure"])
+    fake = capped_time(0.05)
+    start = time.monotonic()
+    fake.sleep(3)  # Flower's idle wait, capped
+    assert time.monotonic() - start < 1.0
+    assert fake.time is time.time
+    with pytest.raises(ValueError, match="poll-seconds"):
+        capped_time(0)
