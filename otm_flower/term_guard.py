@@ -19,7 +19,10 @@ The *criterion* (:data:`CRITERIA`) says what the two candidates are scored with:
 ``held-out``
     the same objective on a slice of the party's own training rows
     (:data:`HOLDOUT_FRACTION`, at most ``rows``) that it never trains on (no
-    step of either candidate sees them; mix targets on them are dropped);
+    step of either candidate sees them; mix targets on them are dropped). It
+    does not reject pure-noise targets: on a few dozen rows, what they cost
+    the held-out objective in one round stays within the margin, so they are
+    kept and their cost adds up over rounds;
 ``silhouette``
     label-free cluster quality of the codes of that held-out slice: the
     silhouette of their k-means clustering (k the party's cluster count),
