@@ -92,6 +92,8 @@ def test_targets_hold_and_fail_with_the_figures() -> None:
     assert "**holds** (5 of 6" in lines[1]  # +8 over the best on five sets
     # gap closed: 0.5 on five sets, -0.1 on one -> mean 0.40
     assert "**holds** (40.0% over the 6 sets" in lines[2]
+    # summed: (5 * 0.10 - 0.01) / (5 * 0.20 + 0.10)
+    assert f"summed gains over summed gaps {0.49 / 1.1:.1%}" in lines[2]
     assert "local ≥ raw: **fails**" in lines[3] and "bad (-5.0)" in lines[3]
     four = {f"s{i}": good for i in range(4)}
     assert "**fails** (4 of 4" in target_lines("anchored", four)[1]
