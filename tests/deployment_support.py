@@ -85,8 +85,25 @@ class Processes:
             proc.wait(10)
 
     def stop_all(self) -> None:
+        """End every group started: SIGTERM to all, then SIGKILL to the groups
+        still running after 10 s."""
         for proc in reversed(self.procs):
-            self.stop(proc)
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
 
 
 def wait_for_port(port: int, timeout: float = 90.0) -> None:

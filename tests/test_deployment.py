@@ -5,6 +5,8 @@ real SuperLink and one SuperNode per party then run the app, each SuperNode
 given only its own files (``data-path``, ``test-path``) and the federation's
 linkage secret, the ServerApp given no data set at all. Each SuperNode runs
 with ``--isolation process`` beside the warm executor :mod:`clients.warm_exec`.
+A SuperNode dying mid-run, and the server and a party restarting, are tested in
+``tests/test_restart.py``.
 Every process runs in its own session on loopback (insecure mode, tests only),
 with ``FLWR_HOME`` in a temporary folder; all of them are stopped by process
 group, also on failure (:mod:`tests.deployment_support`).
@@ -139,28 +141,3 @@ def test_parties_with_their_own_files_train_and_predict(
         assert predicted_acc(party, tmp_path, f"party-{i}") == pytest.approx(
             reported, abs=1e-9
         )
-
-
-def test_run_completes_when_a_supernode_is_killed(federation, tmp_path: Path) -> None:
-    procs, env, port = federation
-    data = small_views(tmp_path / "hw.npz", views=(3, 1, 2), n=300, seed=1)
-    secret = split_into_parties(data, tmp_path / "parties", link_rate=0.0)
-    parties = prepare_parties(tmp_path / "parties")
-    nodes = start_federation(procs, env, port, parties, secret)
-    out = tmp_path / "result.json"
-    run_config = (
-        f"num-server-rounds=3 num-agents=3 n-clusters=10 {QUICK} "
-        f'round-timeout=120 out="{out}"'
-    )
-
-    def kill_party_2(line: str) -> None:
-        if "[ROUND 2/3]" in line:
-            for proc in nodes[2]:
-                procs.stop(proc)  # party 2's SuperNode dies mid-run
-
-    rc, logs = stream_run(procs, run_config, kill_party_2, timeout=600)
-    assert rc == 0, logs[-3000:]
-    result = json.loads(out.read_text())
-    rounds = {a["id"]: a["round"] for a in result["agents"]}
-    assert rounds[0] == 3 and rounds[1] == 3, rounds  # the others finished
-    assert rounds[2] < 3, rounds  # the dead party's last report is kept
