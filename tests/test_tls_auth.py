@@ -8,7 +8,8 @@ does not trust the CA and one speaking plain HTTP are refused, and each refusal
 shows in the logs. The SuperNodes run with Flower's default isolation (one
 ``flwr-clientapp`` process per message), the path the other deployment tests,
 on the warm executor, do not take. Every process runs in its own session and
-its whole group is ended, also on failure (:mod:`tests.deployment_support`). ``docs/security.md`` explains the same commands.
+its whole group is ended, also on failure (:mod:`tests.deployment_support`).
+``docs/security.md`` explains the same commands.
 """
 
 from __future__ import annotations
