@@ -39,10 +39,10 @@ GAINS_COLUMNS = (
     "score",
     "otm",
     "otm - local",
+    "local runs",
     "otm - fedavg",
     "weakest: otm - local",
     "local-to-oracle gap closed",
-    "local runs",
 )
 
 
@@ -176,10 +176,10 @@ def _gains_row(
         "/".join(sorted(keys)),
         "-" if otm is None else f"{otm:.3f}",
         _signed(gain),
+        local_runs(regime, runs),
         _signed(_diff(otm, fedavg)),
         _signed(weakest),
         closed,
-        local_runs(regime, runs),
     ]
 
 
