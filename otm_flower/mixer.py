@@ -276,20 +276,53 @@ def mix_targets(
     return pull(z_mix), pull(z_bary)
 
 
+def _similarity_maps(
+    proj: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair's :func:`align_projection` map, batched.
+
+    Returns the centred projections ``(K, N, d)``, their means ``(K, d)``, the
+    rotations ``R[j, k]`` ``(K, K, d, d)`` and scales ``s[j, k]`` ``(K, K)``
+    that map projection ``j`` onto projection ``k`` (``s = 0`` for a
+    projection with nothing to align: it maps onto the target's mean).
+    """
+    stacked = np.stack(proj)
+    means = stacked.mean(axis=1)
+    centred = stacked - means[:, None, :]
+    norms = (centred**2).sum(axis=(1, 2))
+    # orthogonal Procrustes of every pair: SVD of the cross-covariances
+    cross = np.einsum("jnd,kne->jkde", centred, centred)
+    u, sing, vt = np.linalg.svd(cross)
+    ok = norms > 1e-12
+    scales = (
+        np.where(ok[:, None], sing.sum(axis=-1), 0.0)
+        / np.where(ok, norms, 1.0)[:, None]
+    )
+    return centred, means, u @ vt, scales
+
+
 def _framed_targets(
     proj: list[np.ndarray],
     concentration: float,
     generator: np.random.Generator,
     own_only: bool,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per agent, the mix and the barycenter in its own frame (``N x d``)."""
+    """Per agent, the mix and the barycenter in its own frame (``N x d``).
+
+    Every pair's alignment comes from one batched Procrustes solve
+    (:func:`_similarity_maps`); agent ``k``'s framed projections are formed
+    together, one agent at a time (``K x N x d`` at once).
+    """
+    centred, means, rotations, scales = _similarity_maps(proj)
     z_mix, z_bary = [], []
     for k, own in enumerate(proj):
-        framed = [
-            own if j == k else align_projection(p, own) for j, p in enumerate(proj)
-        ]
+        framed = np.einsum("jnd,jde->jne", centred, rotations[:, k])
+        framed = framed * scales[:, k, None, None] + means[k]
+        framed[k] = own
         z_mix.append(
-            own if own_only else _mix_projections(framed, concentration, generator)
+            own
+            if own_only
+            else _mix_projections(list(framed), concentration, generator)
         )
-        z_bary.append(np.mean(framed, axis=0))
+        z_bary.append(framed.mean(axis=0))
     return z_mix, z_bary

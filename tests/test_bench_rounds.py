@@ -103,6 +103,14 @@ def test_rounds_table_reports_both_methods_with_times_and_bytes(
     assert otm["bytes_down"] == 1 * VIEWS * 2 * codes * LATENT * 4
     assert len(otm["mix_seconds"]) == 2 and otm["mix_round_s"] > 0
     assert fed["mix_round_s"] is None
+    # the strategy's phases: each measured, the mixing phase holds the mixing,
+    # and all of them fit in the server's share of the round
+    phases = {k: v for k, v in otm.items() if k.startswith("phase_")}
+    for name in ("read", "screen", "mix", "train_messages", "evaluate_messages"):
+        assert phases[f"phase_{name}_round_s"] >= 0
+    assert phases["phase_mix_round_s"] >= otm["mix_round_s"]
+    assert sum(phases.values()) <= otm["server_round_s"] + 1e-6
+    assert not any(k.startswith("phase_") for k in fed)
     # FedAvg sends its shared layers both ways: more bytes than OTM's codes here
     assert fed["bytes_up"] > otm["bytes_up"]
 

@@ -237,3 +237,19 @@ def test_fast_on_identical_points_gives_finite_couplings():
     res = fgw_barycenter(clouds, solver="fast", n_iter=2)
     _check_couplings(res, clouds)
     assert np.all(np.isfinite(res.barycenter)) and np.isfinite(res.objective)
+
+
+def test_sharp_plans_hold_no_denormal_floats():
+    # a very sharp kernel: u K v underflows into denormals (slow on every later
+    # pass) unless the linear step zeroes what is negligible
+    from otm_flower.barycenter.linear_steps import entropic_lmo
+
+    gen = torch.Generator().manual_seed(0)
+    grad = torch.rand(2, 64, 64, generator=gen) * 100.0
+    p = torch.full((64,), 1.0 / 64)
+    plan, _ = entropic_lmo(grad, p, p, torch.zeros(2, 64), 1e-3, 20)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not bool(((plan > 0) & (plan < tiny)).any())
+    assert bool((plan < 1e-20).any())  # sharp: entries far below any mass
+    torch.testing.assert_close(plan.sum(2), p.expand(2, 64), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(plan.sum(1), p.expand(2, 64), rtol=1e-4, atol=1e-7)

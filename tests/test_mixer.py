@@ -418,3 +418,24 @@ def test_mix_frame_run_config_reaches_the_strategy():
     assert shared.mixer.align_frames is False
     with pytest.raises(ConfigError, match="mix-frame must be one of"):
         RunConfig(mix_frame="mine")
+
+
+def test_framed_targets_match_pairwise_alignment():
+    # the batched alignment is the pairwise align_projection, every pair,
+    # with the same Dirichlet draws (one per agent, in agent order)
+    from otm_flower.mixer import _framed_targets, _mix_projections
+
+    rng = np.random.default_rng(1)
+    proj = [rng.standard_normal((20, 3)) * (k + 1) + k for k in range(4)]
+    proj.append(np.full((20, 3), 2.0))  # nothing to align: maps onto the mean
+    z_mix, z_bary = _framed_targets(proj, 0.5, np.random.default_rng(7), False)
+    gen = np.random.default_rng(7)
+    for k, own in enumerate(proj):
+        framed = [
+            own if j == k else align_projection(p, own) for j, p in enumerate(proj)
+        ]
+        np.testing.assert_allclose(z_bary[k], np.mean(framed, axis=0), atol=1e-10)
+        expected = _mix_projections(framed, 0.5, gen)
+        np.testing.assert_allclose(z_mix[k], expected, atol=1e-10)
+    own_mix, _ = _framed_targets(proj, 0.5, np.random.default_rng(7), True)
+    assert all(m is p for m, p in zip(own_mix, proj, strict=True))

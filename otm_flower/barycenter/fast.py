@@ -138,6 +138,7 @@ class FastSolver:
         self.inner_steps, self.first_steps = settings.inner_steps, settings.first_steps
         self.sinkhorn_iter = settings.sinkhorn_iter
         self.polish_steps = settings.polish_steps
+        self.batch_elements = settings.batch_elements
         dtype = settings.dtype
         self.scale, self.root = scale, math.sqrt(scale)
         self.z = torch.as_tensor(support / self.root, dtype=dtype, device=dev)
@@ -258,12 +259,16 @@ class FastSolver:
         Each plan is rounded onto the couplings in float64, polished, and
         written back into the working plan tensor; the returned float64 costs
         are those of the plan that :meth:`TorchTransport.plan64` forms from
-        it. At most ``chunk`` float64 plans exist at once.
+        it. At most ``chunk`` float64 plans exist at once (two large ones, or
+        as many small ones as fit in ``batch_elements`` entries).
         """
         idx, cl = self.batches[b]
         t = self.plans[b]
         costs = np.empty(len(idx))
-        chunk = max(1, min(2, os.cpu_count() or 1))  # polish: one agent per core
+        # polish: one agent per core for large plans; small plans all at once
+        # (a batch of them is no larger than one large plan)
+        per_core = max(1, min(2, os.cpu_count() or 1))
+        chunk = max(per_core, self.batch_elements // (self.n_bary * cl.y.shape[1]))
         for lo in range(0, len(idx), chunk):
             sl = slice(lo, lo + chunk)
             cl64 = CloudBatch(cl.y[sl].to(torch.float64))

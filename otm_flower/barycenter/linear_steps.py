@@ -20,6 +20,10 @@ from .lowrank import FGWProblem
 
 __all__ = ["entropic_lmo", "line_search", "polish", "round_to_coupling"]
 
+#: Smallest plan side whose assignment problems are solved on threads (below
+#: it one problem takes less than handing it to a thread on a busy machine).
+THREADED_ASSIGNMENT_N = 256
+
 #: Plan entries below this are set to zero by :func:`entropic_lmo` (far above
 #: the denormal range, far below the ``1 / (N n)`` mass of a uniform entry).
 _NEGLIGIBLE = {
@@ -140,9 +144,11 @@ def _assignment_vertices(grad: torch.Tensor) -> torch.Tensor:
     n = grad.shape[1]
     costs = grad.cpu().numpy()
     workers = max(1, min(grad.shape[0], os.cpu_count() or 1))
-    # the assignment solver releases the GIL: one agent per thread
-    with ThreadPoolExecutor(workers) as pool:
-        matches = list(pool.map(linear_sum_assignment, costs))
+    if workers == 1 or n < THREADED_ASSIGNMENT_N:
+        matches = [linear_sum_assignment(c) for c in costs]
+    else:  # the assignment solver releases the GIL: one agent per thread
+        with ThreadPoolExecutor(workers) as pool:
+            matches = list(pool.map(linear_sum_assignment, costs))
     del costs
     vertex = torch.zeros_like(grad)
     for b, (rows, cols) in enumerate(matches):
