@@ -113,6 +113,19 @@ def _mix_projections(
     return out
 
 
+def _mix_stacked(
+    stacked: np.ndarray, concentration: float, rng: np.random.Generator
+) -> np.ndarray:
+    """:func:`_mix_projections` of ``(K, N, d)`` projections in one product.
+
+    The same Dirichlet draw; the weighted sum is one contraction instead of
+    ``K`` array operations (equal up to the order of the additions).
+    """
+    k, n, d = stacked.shape
+    wts = rng.dirichlet(np.full(k, float(concentration)), size=(n, d))  # (N, d, K)
+    return np.einsum("ndj,jnd->nd", wts, stacked)
+
+
 def align_projection(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Map ``source`` onto ``target`` by the best similarity transform.
 
@@ -290,15 +303,23 @@ def _similarity_maps(
     means = stacked.mean(axis=1)
     centred = stacked - means[:, None, :]
     norms = (centred**2).sum(axis=(1, 2))
-    # orthogonal Procrustes of every pair: SVD of the cross-covariances
-    cross = np.einsum("jnd,kne->jkde", centred, centred)
-    u, sing, vt = np.linalg.svd(cross)
+    k, n, d = centred.shape
+    # orthogonal Procrustes of every pair: SVD of the cross-covariances, all
+    # from one product; pair (k, j) is pair (j, k) transposed, so only j < k
+    # is decomposed (R[k, j] = R[j, k]^T, the same singular values)
+    flat = centred.transpose(0, 2, 1).reshape(k * d, n)
+    cross = (flat @ flat.T).reshape(k, d, k, d).transpose(0, 2, 1, 3)
+    upper_j, upper_k = np.triu_indices(k, 1)
+    u, sing, vt = np.linalg.svd(cross[upper_j, upper_k])
+    rotations = np.broadcast_to(np.eye(d), (k, k, d, d)).copy()
+    rotations[upper_j, upper_k] = u @ vt
+    rotations[upper_k, upper_j] = (u @ vt).transpose(0, 2, 1)
+    sums = np.zeros((k, k))
+    sums[upper_j, upper_k] = sums[upper_k, upper_j] = sing.sum(axis=-1)
+    sums[np.arange(k), np.arange(k)] = norms  # a projection onto itself: s = 1
     ok = norms > 1e-12
-    scales = (
-        np.where(ok[:, None], sing.sum(axis=-1), 0.0)
-        / np.where(ok, norms, 1.0)[:, None]
-    )
-    return centred, means, u @ vt, scales
+    scales = np.where(ok[:, None], sums, 0.0) / np.where(ok, norms, 1.0)[:, None]
+    return centred, means, rotations, scales
 
 
 def _framed_targets(
@@ -316,13 +337,11 @@ def _framed_targets(
     centred, means, rotations, scales = _similarity_maps(proj)
     z_mix, z_bary = [], []
     for k, own in enumerate(proj):
-        framed = np.einsum("jnd,jde->jne", centred, rotations[:, k])
+        framed = np.matmul(centred, rotations[:, k])
         framed = framed * scales[:, k, None, None] + means[k]
         framed[k] = own
         z_mix.append(
-            own
-            if own_only
-            else _mix_projections(list(framed), concentration, generator)
+            own if own_only else _mix_stacked(framed, concentration, generator)
         )
         z_bary.append(framed.mean(axis=0))
     return z_mix, z_bary
