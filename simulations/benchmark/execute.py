@@ -50,7 +50,9 @@ def execute(
     else:
         tmp = out_dir / "runs" / f".{run.name}.ray.json"
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        result = simulate(parse_run_config({**config.to_dict(), "out": str(tmp)}))
+        result = simulate(
+            parse_run_config({**config.to_dict(), "out": str(tmp)}), runtime="ray"
+        )
         tmp.unlink(missing_ok=True)
     result["regime"] = run.regime
     path = result_path(out_dir, run)
