@@ -121,19 +121,49 @@ def scores(result: dict[str, Any], hostile: int) -> list[float]:
     return row + [float(len(result.get("rejected", [])))]
 
 
-def table(rows: dict[str, list[list[float]]], task: str) -> list[str]:
-    """Markdown lines: mean ± std over seeds of each case's scores."""
+def references(cases: Sequence[Case]) -> dict[str, str]:
+    """Each attack case's honest counterpart: the case with the same keys."""
+    honest = {json.dumps(c.keys, sort_keys=True): c.name for c in cases if not c.attack}
+    return {
+        c.name: honest[key]
+        for c in cases
+        if c.attack and (key := json.dumps(c.keys, sort_keys=True)) in honest
+    }
+
+
+def _cells(values: np.ndarray) -> list[str]:
+    """``mean ± std`` over seeds (rows) of each column."""
+    std = values.std(axis=0, ddof=1) if len(values) > 1 else 0 * values[0]
+    return [f"{m:+.3f} ± {s:.3f}" for m, s in zip(values.mean(0), std, strict=True)]
+
+
+def table(
+    rows: dict[str, list[list[float]]],
+    task: str,
+    reference: dict[str, str] | None = None,
+) -> list[str]:
+    """Markdown lines: mean ± std over seeds of each case's scores.
+
+    With ``reference`` (case -> its honest counterpart), a last column gives
+    the paired per-seed difference of the others' first score to that case.
+    """
+    reference = reference or {}
     names = ["accuracy"] if task == "classification" else ["ACC", "NMI"]
     head = [f"others' {n}" for n in names] + ["hostile's own", "rejected uploads"]
+    head += [f"others' {names[0]} minus honest (paired)"] if reference else []
     lines = [
         "| case | " + " | ".join(head) + " |",
         "|---" * (len(head) + 1) + "|",
     ]
     for name, values in rows.items():
         v = np.array(values)
-        std = v.std(axis=0, ddof=1) if len(v) > 1 else np.zeros(v.shape[1])
-        cells = [f"{m:.3f} ± {s:.3f}" for m, s in zip(v.mean(0), std, strict=True)]
+        cells = [c.replace("+", "") for c in _cells(v)]
         cells[-1] = f"{v[:, -1].mean():.1f}"
+        if reference:
+            base = rows.get(reference.get(name, ""))
+            seeds = min(len(v), len(base or []))
+            paired = v[:seeds, :1] - np.array(base or [[0.0]])[:seeds, :1]
+            cells.append(_cells(paired)[0] if name in reference and seeds else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -156,7 +186,10 @@ def run_experiments(
                 row = scores(result, args.hostile)
                 rows[name].setdefault(case.name, []).append(row)
                 print(f"{name} | {case.name} | seed {seed}: {row}", flush=True)
-    return {name: table(rows[name], tasks[name]) for name in names}
+    return {
+        name: table(rows[name], tasks[name], references(EXPERIMENTS[name]))
+        for name in names
+    }
 
 
 def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str, str]]:

@@ -21,7 +21,7 @@ from research.hostile import (
     forge_anchor_ids,
     lookalike_noise,
 )
-from research.hostile_study import Case, run_key, table
+from research.hostile_study import Case, references, run_key, table
 from simulations.cli import simulate_inprocess
 from tests.test_experiments import (  # noqa: F401 (data_path: a fixture)
     _config,
@@ -133,3 +133,11 @@ def test_study_table_and_run_names() -> None:
     name = run_key(case, {}, 1, 10)
     assert name == "anchor-rate=0.05_num-server-rounds=10_seed=1_attack=lookalike.json"
     assert run_key(Case("x", {"anchor-rate": 0.05}), {}, 1, 10) != name
+    honest, hostile = Case("h", {"k": 1}), Case("a", {"k": 1}, "flipped")
+    assert references([honest, hostile, Case("b", {"k": 2}, "flipped")]) == {"a": "h"}
+    rows = {
+        "h": [[0.5, 0.9, 0.0], [0.6, 0.9, 0.0]],
+        "a": [[0.4, 0.1, 0.0], [0.6, 0.1, 0.0]],
+    }
+    lines = table(rows, "classification", {"a": "h"})
+    assert lines[3] == "| a | 0.500 ± 0.141 | 0.100 ± 0.000 | 0.0 | -0.050 ± 0.071 |"
