@@ -12,7 +12,9 @@ modification time and size: a changed file or setting gives a new key, so a
 stale entry is never read. Each entry starts with a header (its key and the
 SHA-256 of its payload) checked before anything is unpickled: an entry that is
 unreadable, truncated or altered is rebuilt and rewritten, never trusted. The
-folder is created owner-only (mode 0700); nothing in it leaves the node.
+folder and its entries are owner-only (modes 0700, 0600); the
+:data:`MAX_ENTRIES` most recently written entries are kept. Nothing in it
+leaves the node.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from typing import Any, TypeVar
 CACHE_ENV = "OTM_FLOWER_NODE_CACHE"
 #: Node-config keys whose values name files the prepared data depends on.
 FILE_KEYS = ("data-path", "test-path", "link-secret-file", "dataset")
+#: Entries kept in a cache folder; the least recently written beyond it are removed.
+MAX_ENTRIES = 32
 _MAGIC = b"otm-node-cache-1\n"
 
 T = TypeVar("T")
@@ -95,8 +99,20 @@ def write_entry(path: Path, key: str, value: Any) -> None:
     header = json.dumps({"key": key, "sha256": hashlib.sha256(payload).hexdigest()})
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(_MAGIC + header.encode() + b"\n" + payload)
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(_MAGIC + header.encode() + b"\n" + payload)
     os.replace(tmp, path)
+
+
+def prune(folder: Path, keep: int = MAX_ENTRIES) -> list[Path]:
+    """Remove all but the ``keep`` most recently written entries; the removed."""
+    entries = sorted(
+        folder.glob("agent-*.pkl"), key=lambda p: p.stat().st_mtime_ns, reverse=True
+    )
+    for old in entries[keep:]:
+        old.unlink(missing_ok=True)
+    return entries[keep:]
 
 
 def cached(
@@ -116,4 +132,5 @@ def cached(
     if value is None:
         value = build()
         write_entry(path, key, value)
+        prune(folder)
     return value

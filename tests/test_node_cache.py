@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +17,7 @@ from clients.node import (
     restore_agent_checkpoint,
     saved_trainer,
 )
-from clients.node_cache import CACHE_ENV, cache_key, cached, read_entry
+from clients.node_cache import CACHE_ENV, cache_key, cached, prune, read_entry
 from otm_flower.checkpoint import CheckpointError
 from otm_flower.config import parse_run_config
 from tests.deployment_support import small_views
@@ -72,6 +73,21 @@ def test_damaged_entry_is_rebuilt_not_trusted(tmp_path: Path, damage: str) -> No
     assert cached({}, {}, counting_build(calls, {"x": 2}), folder) == {"x": 2}
     assert len(calls) == 2
     assert cached({}, {}, counting_build(calls, {"x": 3}), folder) == {"x": 2}
+
+
+def test_old_entries_are_pruned_and_entries_are_private(tmp_path: Path) -> None:
+    folder = tmp_path / "c"
+    for seed in range(5):
+        cached({"seed": seed}, {}, counting_build([], seed), folder)
+        time.sleep(0.01)  # distinct modification times
+    entries = list(folder.glob("agent-*.pkl"))
+    assert all(p.stat().st_mode & 0o077 == 0 for p in [folder, *entries])
+    removed = prune(folder, keep=2)
+    assert len(removed) == 3 and len(list(folder.glob("agent-*.pkl"))) == 2
+    calls: list[int] = []
+    assert cached({"seed": 4}, {}, counting_build(calls, -1), folder) == 4  # kept
+    assert cached({"seed": 0}, {}, counting_build(calls, -1), folder) == -1  # pruned
+    assert len(calls) == 1
 
 
 def test_agent_for_node_reads_the_cache(tmp_path: Path, monkeypatch) -> None:
