@@ -22,7 +22,6 @@ from otm_flower.agent import agent_anchor_ids, load_agents
 from otm_flower.anchors import upload_ids, upload_rows
 from otm_flower.config import RunConfig
 from otm_flower.data import AgentData
-from otm_flower.privacy import clip_and_noise, upload_epsilon
 from otm_flower.training import LocalTrainer
 
 
@@ -121,6 +120,8 @@ def privatize_codes(
         The noised codes, and the epsilon spent so far by the most exposed row
         (:func:`otm_flower.privacy.upload_epsilon`, at ``dp-delta``).
     """
+    from otm_flower.privacy import clip_and_noise, upload_epsilon
+
     noise_rng = np.random.default_rng([config.seed, agent_id, server_round, 7])
     noised = clip_and_noise(codes, config.dp_clip, config.dp_noise, noise_rng)
     np.add.at(releases, rows, 1)
