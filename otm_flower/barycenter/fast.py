@@ -215,10 +215,9 @@ class FastSolver:
             steps = self.first_steps
         else:
             state, steps = prev, self.inner_steps
-        self.state[b], self.costs[idx] = self._steps(
-            prob, cl.q[0], state, steps, eps_rel
-        )
-        return self.state[b][0]
+        new_state, self.costs[idx] = self._steps(prob, cl.q[0], state, steps, eps_rel)
+        self.state[b] = new_state
+        return new_state[0]
 
     def solve(self, it: int) -> tuple[float, float]:
         """Solve every batch at the temperature of solve ``it``."""
