@@ -64,7 +64,7 @@ def test_headline_row_in_percent_with_gains_weakest_and_gap() -> None:
     header = cells(lines[start + 2])
     row = dict(zip(header, cells(lines[start + 4]), strict=True))
     assert row["data set"] == "handwritten"
-    assert row["seeds"] == "2"
+    assert row["seeds: otm / local"] == "2 / 2"
     assert row["otm ACC"] == "70.0 ± 7.1"
     assert row["otm purity"] == "75.0 ± 7.1"  # ACC + 0.05 in make_result
     assert row["local ACC"] == "50.0 ± 0.0"

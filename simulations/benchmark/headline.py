@@ -76,7 +76,7 @@ def _header(task: str, baselines: list[str]) -> list[str]:
     own = [f"otm {name}" for _, name in CLUSTER_SCORES]
     return [
         "data set",
-        "seeds",
+        "seeds: otm / local",
         *(own if task != "classification" else ["otm accuracy"]),
         *(f"{m} {unit}" for m in baselines),
         "otm − local",
@@ -93,7 +93,7 @@ def _row(dataset: str, runs: Runs, task: str, baselines: list[str]) -> list[str]
     closed = s.gap_closed
     return [
         dataset,
-        str(len(runs.get("otm", []))),
+        f"{len(runs.get('otm', []))} / {len(runs.get('local', []))}",
         *(_pm(_scores(runs, "otm", k)) for k in keys),
         *(_pm(_scores(runs, m)) for m in baselines),
         _gain(s.otm, s.local),
