@@ -60,12 +60,16 @@ def test_uv_resolves_torch_from_the_cpu_index(tmp_path: Path) -> None:
 
 
 def test_the_fab_keeps_the_uv_settings() -> None:
-    """Flower's runtime install reads the FAB's pyproject: the uv tables survive."""
-    from flwr.cli.build import build_fab_from_files
+    """Flower's runtime install reads the FAB's pyproject: the uv tables survive;
+    the FAB holds the apps' code and nothing of the studies or docs."""
+    from flwr.cli.build import build_fab_from_disk
 
-    fab, _ = build_fab_from_files({"pyproject.toml": PYPROJECT.read_bytes()})
+    fab = build_fab_from_disk(ROOT)
     with zipfile.ZipFile(io.BytesIO(fab)) as archive:
         shipped = tomllib.loads(archive.read("pyproject.toml").decode())
+        tops = {name.split("/")[0] for name in archive.namelist()}
+    assert {"clients", "otm_flower", "simulations", "strategies", "configs"} <= tops
+    assert not tops & {"research", "docs", "examples", "tests"}, tops
     uv = shipped["tool"]["uv"]
     assert uv["sources"]["torch"][0]["index"] == uv["index"][0]["name"]
     assert uv["index"][0]["url"] == CPU_INDEX and uv["index"][0]["explicit"]
