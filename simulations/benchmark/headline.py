@@ -122,8 +122,12 @@ def _shared_note(regime: str, sets: Mapping[str, Runs]) -> str | None:
             if shared_from(rs) is not None
         }
     )
-    sources = {shared_from(rs) for runs in sets.values() for rs in runs.values()}
-    sources.discard(None)
+    sources = {
+        source
+        for runs in sets.values()
+        for rs in runs.values()
+        if (source := shared_from(rs)) is not None
+    }
     if not shared:
         return None
     return (
