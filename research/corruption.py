@@ -12,7 +12,7 @@ agent's ClientApp handles a message (so it also works in Ray workers).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,7 @@ from flwr.clientapp.typing import ClientAppCallable
 from otm_flower.agent import AgentsTransform, transformed_agents
 from otm_flower.data import AgentData
 
-__all__ = ["CorruptAgent", "CorruptAgentMod", "corrupt"]
+__all__ = ["CorruptAgent", "CorruptAgentMod", "corrupt", "replace_agent"]
 
 
 def corrupt(agent: AgentData, noise: float, seed: int) -> AgentData:
@@ -41,6 +41,26 @@ def corrupt(agent: AgentData, noise: float, seed: int) -> AgentData:
             np.float32
         ),
     )
+
+
+def replace_agent(
+    agents: Sequence[AgentData],
+    agent: int,
+    change: Callable[[AgentData], AgentData],
+    what: str,
+) -> tuple[AgentData, ...]:
+    """The agents with agent ``agent`` replaced by ``change`` of it.
+
+    Raises
+    ------
+    ValueError
+        When there is no agent ``agent`` (the message names ``what``).
+    """
+    if agent >= len(agents):
+        raise ValueError(f"{what} {agent} out of range: {len(agents)} agents")
+    out = list(agents)
+    out[agent] = change(out[agent])
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -72,14 +92,11 @@ class CorruptAgent:
         ValueError
             When there is no agent ``agent``.
         """
-        if self.agent >= len(agents):
-            raise ValueError(
-                f"corrupt-agent {self.agent} out of range: {len(agents)} agents"
-            )
-        out = list(agents)
-        if self.noise > 0:
-            out[self.agent] = corrupt(out[self.agent], self.noise, seed)
-        return tuple(out)
+        if self.noise == 0:
+            return replace_agent(agents, self.agent, lambda a: a, "corrupt-agent")
+        return replace_agent(
+            agents, self.agent, lambda a: corrupt(a, self.noise, seed), "corrupt-agent"
+        )
 
 
 @dataclass(frozen=True)

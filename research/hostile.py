@@ -33,6 +33,8 @@ from flwr.clientapp.typing import ClientAppCallable
 from otm_flower import protocol as P
 from otm_flower.data import AgentData
 
+from .corruption import replace_agent
+
 __all__ = [
     "FORGERIES",
     "FlipLabels",
@@ -211,10 +213,4 @@ class FlipLabels:
         ValueError
             When there is no agent ``agent``.
         """
-        if self.agent >= len(agents):
-            raise ValueError(
-                f"hostile agent {self.agent} out of range: {len(agents)} agents"
-            )
-        out = list(agents)
-        out[self.agent] = flip_labels(out[self.agent])
-        return tuple(out)
+        return replace_agent(agents, self.agent, flip_labels, "hostile agent")
