@@ -144,6 +144,9 @@ def test_hyperparameter_file_is_validated_and_applied(tmp_path: Path) -> None:
         BenchRun("handwritten", "fedavg", "unaligned", 0), None, tables, {}
     )
     assert fedavg.local_epochs == 2 and fedavg.weight_mix != 0.5
+    paper = run_config_for(run, 4, tables, {"preset": "paper"})
+    reference = run_config_for(run, 4, {}, {"preset": "paper"})
+    assert paper.preset == "paper" and paper.weight_mix == reference.weight_mix != 0.5
 
     bad_method = tmp_path / "m.toml"
     bad_method.write_text("[otm-plus]\nseed = 1\n")

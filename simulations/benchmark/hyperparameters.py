@@ -142,9 +142,16 @@ def run_config_for(
     extra: Mapping[str, Any],
 ) -> RunConfig:
     """The run config of one grid cell: regime, method hyperparameters, then
-    ``extra`` (the command line's ``--set``) on top."""
+    ``extra`` (the command line's ``--set``) on top.
+
+    With ``preset = "paper"`` in ``extra`` the hyperparameter tables (the
+    validated settings) are left out, so the cell runs the paper's reference
+    values.
+    """
     task = regime_task(run.regime)
     method_keys = _cell_table(hyperparameters.get(run.method, {}), task, run.regime)
+    if str(extra.get("preset", "")).strip("\"'") == "paper":
+        method_keys = {}
     overrides = run.overrides(rounds, {**method_keys, **extra})
     return parse_run_config(
         {**overrides, "output-dir": "", "out": "", "diagnostics-dir": "auto"}
