@@ -23,7 +23,7 @@ Every draw is seeded by (seed, partition, round), so runs are reproducible.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,6 +110,22 @@ def _codes_record(reply: Message) -> ArrayRecord | None:
     return reply.content.array_records.get(P.CODES_RECORD)
 
 
+def _rewrite_upload(
+    msg: Message,
+    context: Context,
+    reply: Message,
+    partition: int,
+    key: str,
+    rewrite: Callable[[np.ndarray, int], np.ndarray],
+) -> None:
+    """Replace array ``key`` of the hostile party's code upload in ``reply``
+    (in place) by ``rewrite(array, server_round)``; other replies stay."""
+    server_round = _hostile_round(msg, context, partition)
+    record = None if server_round is None else _codes_record(reply)
+    if server_round is not None and record is not None and key in record:
+        record[key] = Array(rewrite(record[key].numpy(), server_round))
+
+
 @dataclass(frozen=True)
 class LookalikeNoiseMod:
     """Client mod: party ``partition`` uploads :func:`lookalike_noise` codes.
@@ -129,14 +145,13 @@ class LookalikeNoiseMod:
         self, msg: Message, context: Context, call_next: ClientAppCallable
     ) -> Message:
         """Pass ``msg`` on; replace the codes of the hostile party's reply."""
-        reply = call_next(msg, context)
-        server_round = _hostile_round(msg, context, self.partition)
-        record = None if server_round is None else _codes_record(reply)
-        if record is not None and P.KEY_CODES in record:
+
+        def noise(codes: np.ndarray, server_round: int) -> np.ndarray:
             rng = np.random.default_rng([self.seed, self.partition, server_round, 41])
-            record[P.KEY_CODES] = Array(
-                lookalike_noise(record[P.KEY_CODES].numpy(), rng)
-            )
+            return lookalike_noise(codes, rng)
+
+        reply = call_next(msg, context)
+        _rewrite_upload(msg, context, reply, self.partition, P.KEY_CODES, noise)
         return reply
 
 
@@ -166,13 +181,13 @@ class ForgedAnchorsMod:
         self, msg: Message, context: Context, call_next: ClientAppCallable
     ) -> Message:
         """Pass ``msg`` on; forge the ids of the hostile party's reply."""
-        reply = call_next(msg, context)
-        server_round = _hostile_round(msg, context, self.partition)
-        record = None if server_round is None else _codes_record(reply)
-        if record is not None and P.KEY_ANCHORS in record:
+
+        def forge(ids: np.ndarray, server_round: int) -> np.ndarray:
             rng = np.random.default_rng([self.seed, self.partition, server_round, 43])
-            ids = record[P.KEY_ANCHORS].numpy()
-            record[P.KEY_ANCHORS] = Array(forge_anchor_ids(ids, self.kind, rng))
+            return forge_anchor_ids(ids, self.kind, rng)
+
+        reply = call_next(msg, context)
+        _rewrite_upload(msg, context, reply, self.partition, P.KEY_ANCHORS, forge)
         return reply
 
 

@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from otm_flower.config import parse_run_config
+from otm_flower.config import ConfigError, parse_run_config
 from research.corruption import CorruptAgentMod
 from research.hostile import FlipLabels, ForgedAnchorsMod, LookalikeNoiseMod
 from simulations.cli import simulate
+from simulations.overrides import parse_set
 
 ModsFactory = Callable[[int, int], list[Any]]  # (hostile partition, seed) -> mods
 
@@ -205,11 +206,10 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str, st
     parser.add_argument("--cache", type=Path, default=Path("outputs/hostile"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    bad = [item for item in args.set if "=" not in item]
-    if bad:
-        parser.error(f"--set expects KEY=VALUE, got {bad}")
-    extra = dict(item.split("=", 1) for item in args.set)
-    return args, {k.strip(): v.strip() for k, v in extra.items()}
+    try:
+        return args, parse_set(args.set)
+    except ConfigError as err:
+        parser.error(str(err))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 
 from otm_flower.agent import load_agents
-from otm_flower.config import RunConfig, parse_run_config
+from otm_flower.config import ConfigError, RunConfig, parse_run_config
 from research.corruption import CorruptAgent, CorruptAgentMod
 from research.dropout import DropoutMod
 from simulations.cli import simulate
+from simulations.overrides import parse_set
 
 EXPERIMENTS = ("hostile", "faults")
 
@@ -214,11 +215,10 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str, st
     args = parser.parse_args(argv)
     if args.runtime is None:  # faults runs as the benchmark does, in process
         args.runtime = "ray" if args.experiment == "hostile" else "inprocess"
-    bad = [item for item in args.set if "=" not in item]
-    if bad:
-        parser.error(f"--set expects KEY=VALUE, got {bad}")
-    extra = dict(item.split("=", 1) for item in args.set)
-    return args, {k.strip(): v.strip() for k, v in extra.items()}
+    try:
+        return args, parse_set(args.set)
+    except ConfigError as err:
+        parser.error(str(err))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
