@@ -16,6 +16,7 @@ per ``--poll-seconds``).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -39,18 +40,12 @@ def capped_time(cap: float) -> SimpleNamespace:
 
 def split_poll(argv: Sequence[str]) -> tuple[float, list[str]]:
     """``--poll-seconds S`` (or ``=S``) taken out of ``argv``: ``(S, rest)``."""
-    rest, poll, args = [], POLL_SECONDS, list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg == "--poll-seconds":
-            if not args:
-                raise SystemExit("--poll-seconds needs a value (seconds)")
-            poll = float(args.pop(0))
-        elif arg.startswith("--poll-seconds="):
-            poll = float(arg.split("=", 1)[1])
-        else:
-            rest.append(arg)
-    return poll, rest
+    parser = argparse.ArgumentParser(
+        prog="python -m clients.supernode", add_help=False, allow_abbrev=False
+    )
+    parser.add_argument("--poll-seconds", type=float, default=POLL_SECONDS)
+    known, rest = parser.parse_known_args(list(argv))
+    return known.poll_seconds, rest
 
 
 def main(argv: Sequence[str] | None = None) -> None:
