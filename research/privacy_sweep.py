@@ -17,6 +17,7 @@ import numpy as np
 from otm_flower.agent import agent_anchor_ids, load_agents
 from otm_flower.config import parse_run_config
 from otm_flower.privacy import noise_for_epsilon
+from simulations.overrides import parse_set
 
 ANCHORED = {
     "anchor-rate": "0.05",
@@ -26,25 +27,57 @@ ANCHORED = {
 }
 
 
-def calibrate(epsilon: float, settings: dict[str, str], delta: float) -> float:
-    """The noise multiplier giving every agent at most ``epsilon`` after the run."""
+def agent_sizes(settings: dict[str, str]) -> tuple[int, int, list[tuple[int, int]]]:
+    """The run's rounds, upload size and each agent's ``(n_train, n_linked)``."""
     config = parse_run_config(settings)
     agents, _ = load_agents(config)
-    noises = []
+    sizes = []
     for agent in agents:
         ids = agent_anchor_ids(agent, config)
-        n_linked = 0 if ids is None else int(np.sum(ids >= 0))
-        noises.append(
-            noise_for_epsilon(
-                epsilon,
-                config.num_server_rounds,
-                size=config.mix_batch_size,
-                n_train=agent.n_train,
-                n_linked=n_linked,
-                delta=delta,
-            )
+        sizes.append((agent.n_train, 0 if ids is None else int(np.sum(ids >= 0))))
+    return config.num_server_rounds, config.mix_batch_size, sizes
+
+
+def calibrate(epsilon: float, settings: dict[str, str], delta: float) -> float:
+    """The noise multiplier giving every agent at most ``epsilon`` after the run."""
+    rounds, size, sizes = agent_sizes(settings)
+    return _calibrated(epsilon, rounds, size, sizes, delta)
+
+
+def _calibrated(
+    epsilon: float, rounds: int, size: int, sizes: list[tuple[int, int]], delta: float
+) -> float:
+    return max(
+        noise_for_epsilon(
+            epsilon, rounds, size=size, n_train=n_train, n_linked=n_linked, delta=delta
         )
-    return max(noises)
+        for n_train, n_linked in sizes
+    )
+
+
+def sweep_cells(
+    epsilons: list[float],
+    clip: float,
+    delta: float,
+    overrides: dict[str, str],
+    baselines: bool = True,
+) -> list[tuple[str, str, dict[str, str]]]:
+    """``(method, epsilon label, run-config settings)`` of every cell of the sweep.
+
+    The private cells are OTM at each target epsilon, with the noise multiplier
+    from :func:`calibrate` and ``overrides`` on top; the baselines (non-private
+    OTM and ``local``) take no overrides.
+    """
+    cells: list[tuple[str, str, dict[str, str]]] = []
+    if baselines:
+        cells += [("otm", "off", dict(ANCHORED)), ("local", "off", {})]
+    rounds, size, sizes = agent_sizes(ANCHORED)
+    for epsilon in epsilons:
+        noise = _calibrated(epsilon, rounds, size, sizes, delta)
+        print(f"epsilon {epsilon}: dp-noise {noise:.4f}", flush=True)
+        dp = {"dp-clip": str(clip), "dp-noise": f"{noise:.6f}", "dp-delta": str(delta)}
+        cells.append(("otm", f"{epsilon:g}", {**ANCHORED, **dp, **overrides}))
+    return cells
 
 
 def run(method: str, seed: int, settings: dict[str, str], out: Path) -> dict:
@@ -66,18 +99,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epsilons", type=float, nargs="+", default=[8, 4, 16, 1])
     parser.add_argument("--clip", type=float, default=3.0)
     parser.add_argument("--delta", type=float, default=1e-5)
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="run-config override for the private otm cells (e.g. term-guard=false)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-baselines", action="store_true",
+        help="leave out the non-private otm and local cells",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    cells: list[tuple[str, str, dict[str, str]]] = [
-        ("otm", "off", dict(ANCHORED)),
-        ("local", "off", {}),
-    ]
-    for epsilon in args.epsilons:
-        noise = calibrate(epsilon, ANCHORED, args.delta)
-        print(f"epsilon {epsilon}: dp-noise {noise:.4f}", flush=True)
-        dp = {"dp-clip": str(args.clip), "dp-noise": f"{noise:.6f}"}
-        dp["dp-delta"] = str(args.delta)
-        cells.append(("otm", f"{epsilon:g}", {**ANCHORED, **dp}))
+    overrides = parse_set(args.overrides)
+    cells = sweep_cells(
+        args.epsilons, args.clip, args.delta, overrides, baselines=not args.no_baselines
+    )
     summary = []
     for seed in args.seeds:
         for method, label, settings in cells:
@@ -92,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
                 "acc": result["history"][-1]["acc"],
                 "epsilon_max": privacy.get("epsilon_max"),
                 "wall_s": result.get("wall_s"),
+                "overrides": overrides if label != "off" else {},
             }
             print(json.dumps(row), flush=True)
             summary.append(row)
