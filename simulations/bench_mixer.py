@@ -159,8 +159,17 @@ def _run_variant(
     return _timed(run)
 
 
-def _variant_objective(res: Any, clouds: list[np.ndarray], alpha: float) -> float:
-    """The FGW barycenter objective of a mixer result on its own clouds."""
+def _variant_objective(
+    res: Any, clouds: list[np.ndarray], alpha: float, dense: bool
+) -> float:
+    """The FGW barycenter objective of a mixer result on its own clouds.
+
+    ``dense``: recomputed by :func:`fgw_objective` from the dense plans
+    (``O(N n (N + n))`` per cloud); otherwise the solver's own float64 costs
+    of its final couplings (``res.objective``, the same quantity).
+    """
+    if not dense:
+        return float(res.objective)
     objective: float = fgw_objective(
         res.barycenter,
         res.plans,
@@ -170,6 +179,18 @@ def _variant_objective(res: Any, clouds: list[np.ndarray], alpha: float) -> floa
         scale=res.scale,
     )[0]
     return objective
+
+
+def _timed_variant(
+    clouds: list[np.ndarray], solver: Solver, structure: Structure, **kwargs: Any
+) -> tuple[Any, float, int | None]:
+    """:func:`_run_variant`, and the rise of the process's peak RSS over its
+    resident size just before (``None`` when an earlier peak hides it)."""
+    gc.collect()
+    before, peak_before = _rss_bytes(), _peak_rss_bytes()
+    res, dt = _run_variant(clouds, solver, structure, **kwargs)
+    peak = _peak_rss_bytes()
+    return res, dt, (peak - before if peak > peak_before else None)
 
 
 def run_case(
@@ -182,13 +203,24 @@ def run_case(
     exact: bool,
     device: str,
     fast_options: dict[str, Any] | None = None,
+    variants: Sequence[str] | None = None,
+    dense_objective: bool = True,
 ) -> dict[str, Any]:
-    """Time and score every method on one set of clouds (interleaved)."""
-    scale = float(np.mean([ot.dist(c, c).max() for c in clouds]))
-    ys = [c / np.sqrt(scale) for c in clouds]  # normalised inputs for POT
-    cs = [ot.dist(y, y) for y in ys]
+    """Time and score every method on one set of clouds (interleaved).
+
+    ``variants`` names the mixer variants of :data:`VARIANTS` to run (default
+    all; ``exact`` still gates the exact one); ``dense_objective`` recomputes
+    each variant's objective from its dense plans (else the solver's own
+    costs: for sizes whose dense recomputation would dominate the run).
+    """
+    chosen = [v[0] for v in VARIANTS] if variants is None else list(variants)
     times: dict[str, list[float]] = {}
     objs: dict[str, float] = {}
+    peaks: dict[str, int | None] = {}
+    if pot:
+        scale = float(np.mean([ot.dist(c, c).max() for c in clouds]))
+        ys = [c / np.sqrt(scale) for c in clouds]  # normalised inputs for POT
+        cs = [ot.dist(y, y) for y in ys]
     for rep in range(repeats):
         last = rep == repeats - 1  # objectives from the last repeat (dense, slow)
         if pot:
@@ -197,9 +229,9 @@ def run_case(
             if last:
                 objs["pot"] = fgw_objective(x, log["T"], ys, alpha=alpha, c=c)[0]
         for name, solver, structure in VARIANTS:
-            if solver == "exact" and not exact:
+            if name not in chosen or (solver == "exact" and not exact):
                 continue
-            res, dt = _run_variant(
+            res, dt, rise = _timed_variant(
                 clouds,
                 solver,
                 structure,
@@ -209,22 +241,30 @@ def run_case(
                 fast_options=fast_options,
             )
             times.setdefault(name, []).append(dt)
+            peaks[name] = rise if rise is not None else peaks.get(name)
             if last:
-                objs[name] = _variant_objective(res, clouds, alpha)
-    row: dict[str, Any] = {"n": clouds[0].shape[0], "K": len(clouds)}
+                objs[name] = _variant_objective(res, clouds, alpha, dense_objective)
+            del res
+    n = clouds[0].shape[0]
+    row: dict[str, Any] = {"n": n, "K": len(clouds)}
+    row["plans_bytes"] = n * sum(c.shape[0] for c in clouds) * 8  # float64
+    row["dense_objective"] = dense_objective
+    row["peak_rss"] = _peak_rss_bytes()
     for name, ts in times.items():
         row[f"t_{name}"] = float(np.median(ts))
+        row[f"rss_rise_{name}"] = peaks.get(name)
     for name, val in objs.items():
         row[f"obj_{name}"] = val
     return row
 
 
 def _add_ratios(row: dict[str, Any]) -> None:
-    if "t_pot" in row:
+    if "t_pot" in row and "t_fast_free" in row:
         row["speedup_free"] = row["t_pot"] / row["t_fast_free"]
-        row["speedup_features"] = row["t_pot"] / row["t_fast_features"]
         row["gap_free"] = row["obj_fast_free"] / row["obj_pot"] - 1.0
-    if "t_exact_features" in row:
+    if "t_pot" in row and "t_fast_features" in row:
+        row["speedup_features"] = row["t_pot"] / row["t_fast_features"]
+    if "t_exact_features" in row and "t_fast_features" in row:
         row["speedup_vs_exact"] = row["t_exact_features"] / row["t_fast_features"]
         row["gap_features"] = row["obj_fast_features"] / row["obj_exact_features"] - 1.0
 
@@ -238,6 +278,8 @@ def _fmt(v: Any, kind: str) -> str:
         return f"{v:.1f}x"
     if kind == "%":
         return f"{100 * v:+.1f}%"
+    if kind == "MiB":
+        return f"{v / 2**20:.0f}"
     return f"{v:.5f}"
 
 
@@ -256,6 +298,9 @@ COLUMNS = [
     ("obj_exact_features", "obj exact-feat", "o"),
     ("obj_fast_features", "obj fast-feat", "o"),
     ("gap_features", "fast vs exact (feat)", "%"),
+    ("plans_bytes", "K plans MiB", "MiB"),
+    ("rss_rise_fast_free", "fast-free peak RSS rise MiB", "MiB"),
+    ("peak_rss", "process peak RSS MiB", "MiB"),
 ]
 
 
@@ -444,6 +489,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--pot-max-n", type=int, default=1024, help="skip POT above n")
     ap.add_argument("--exact-max-n", type=int, default=512, help="skip exact above")
     ap.add_argument(
+        "--variants",
+        default=",".join(v[0] for v in VARIANTS),
+        help="mixer variants to time (comma list of "
+        + ", ".join(v[0] for v in VARIANTS)
+        + ")",
+    )
+    ap.add_argument(
+        "--dense-objective-max-n",
+        type=int,
+        default=4096,
+        help="above n, a variant's objective is the solver's own float64 costs "
+        "(no dense plans on the host)",
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=0,
@@ -527,6 +586,7 @@ def _memory_child(args: argparse.Namespace, make: CloudMaker) -> int:
 def _time_main(args: argparse.Namespace, make: CloudMaker) -> int:
     """Time every method for each ``(n, K)``; print and write the table."""
     fast_options = _fast_options(args)
+    variants = _variants(args.variants)
     if args.device != "cpu":  # CUDA context and kernels: not part of any timing
         fgw_barycenter(
             gaussian_clouds(64, 2, args.dim, 0),
@@ -546,6 +606,8 @@ def _time_main(args: argparse.Namespace, make: CloudMaker) -> int:
                 exact=n <= args.exact_max_n,
                 device=args.device,
                 fast_options=fast_options or None,
+                variants=variants,
+                dense_objective=n <= args.dense_objective_max_n,
             )
             _add_ratios(row)
             rows.append(row)
@@ -596,6 +658,18 @@ def _memory_main(args: argparse.Namespace) -> int:
     }
     _write_out(args.out, meta, "memory", rows, table)
     return 0
+
+
+def _variants(text: str) -> list[str]:
+    """``--variants`` as names of :data:`VARIANTS` (clear error otherwise)."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    known = [v[0] for v in VARIANTS]
+    unknown = [v for v in names if v not in known]
+    if unknown or not names:
+        raise SystemExit(
+            f"--variants: unknown {unknown or text!r}; choose from {known}"
+        )
+    return names
 
 
 def _fast_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -55,3 +55,24 @@ def test_memory_flag_measures_each_solver_in_a_fresh_process(tmp_path: Path) -> 
     table = memory_markdown(rows)
     assert f"| exact | {n} | {k} | 1 |" in table
     assert f"| fast | {n} | {k} | 1 |" in table
+
+
+def test_time_run_of_one_variant_without_pot_or_dense_objective(tmp_path: Path) -> None:
+    out = tmp_path / "time.json"
+    argv = ["--sizes", "48", "--agents", "3", "--dim", "4", "--n-iter", "2"]
+    argv += ["--pot-max-n", "0", "--exact-max-n", "0", "--variants", "fast_free"]
+    code = main(argv + ["--dense-objective-max-n", "32", "--out", str(out)])
+    assert code == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert "t_pot" not in row and "t_fast_features" not in row
+    assert row["t_fast_free"] > 0 and row["dense_objective"] is False
+    assert row["plans_bytes"] == 3 * 48 * 48 * 8
+    assert row["peak_rss"] > 0
+    # the solver's own costs are the dense recomputation's (same couplings)
+    dense = tmp_path / "dense.json"
+    assert main(argv + ["--out", str(dense)]) == 0
+    (row_dense,) = json.loads(dense.read_text())["rows"]
+    assert row_dense["dense_objective"] is True
+    assert row["obj_fast_free"] == pytest.approx(row_dense["obj_fast_free"], rel=1e-9)
+    with pytest.raises(SystemExit, match="--variants"):
+        main(argv + ["--variants", "fast,pot"])
