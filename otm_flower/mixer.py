@@ -45,7 +45,14 @@ from .barycenter.validation import (
     to_numpy,
 )
 
+#: Most agents one agent's framed mix draws its weights over (itself
+#: included; ``mix_targets(..., align=True)``). Up to this many agents every
+#: agent mixes all of them; beyond it each agent mixes a random subset of this
+#: size, so the server's work per agent stops growing with the number of agents.
+MIX_PARTNERS = 16
+
 __all__ = [
+    "MIX_PARTNERS",
     "ArrayLike",
     "BarycenterResult",
     "MixerError",
@@ -213,6 +220,7 @@ def mix_and_pull_back(
     concentration: float = 0.5,
     own_only: bool = False,
     align: bool = False,
+    partners: int | None = MIX_PARTNERS,
     **barycenter_kwargs: Any,
 ) -> tuple[BarycenterResult, list[np.ndarray], list[np.ndarray]]:
     """One server mixing step: barycenter, Dirichlet mix, pull-back.
@@ -231,6 +239,8 @@ def mix_and_pull_back(
         Dirichlet weight on itself), so no other agent's codes reach it.
     align : bool
         Mix in each agent's own latent frame (see :func:`mix_targets`).
+    partners : int or None
+        Most agents each framed mix draws over (see :func:`mix_targets`).
     **barycenter_kwargs
         Passed to :func:`fgw_barycenter`.
 
@@ -252,6 +262,7 @@ def mix_and_pull_back(
         rng=rng,
         own_only=own_only,
         align=align,
+        partners=partners,
     )
     return result, mixed, barycenter
 
@@ -264,6 +275,7 @@ def mix_targets(
     rng: np.random.Generator | int | None = None,
     own_only: bool = False,
     align: bool = False,
+    partners: int | None = MIX_PARTNERS,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Every agent's targets from a barycenter (any solver's): mixed codes and
     barycenter, pulled back to its own samples (see :func:`mix_and_pull_back`).
@@ -273,14 +285,23 @@ def mix_targets(
     :func:`align_projection` (one Dirichlet draw per agent), and its barycenter
     target is the equal-weight mean of those framed projections (the barycenter
     expressed in the agent's own frame) rather than the shared-frame support.
+    With more than ``partners`` agents (default :data:`MIX_PARTNERS`; ``None``:
+    no bound) each agent frames, mixes and averages only itself and
+    ``partners - 1`` other agents drawn at random (without replacement, from
+    ``rng``, before its weights), so the work per agent is bounded; with at
+    most ``partners`` agents the result does not depend on it.
     With ``own_only`` (the ``otm-nomix`` ablation) the mixed codes are the agent's
     own projection; the barycenter targets are as without it."""
     _check_concentration(concentration)
+    if partners is not None and partners < 1:
+        raise MixerError(f"partners must be >= 1 or None, got {partners}")
     clouds = as_clouds(codes)
     _check_against(result, clouds)
     proj = result.transport.project(clouds)
     if align:
-        z_mix, z_bary = _framed_targets(proj, concentration, _rng(rng), own_only)
+        z_mix, z_bary = _framed_targets(
+            proj, concentration, _rng(rng), own_only, partners
+        )
     else:
         shared = None if own_only else _mix_projections(proj, concentration, _rng(rng))
         z_mix = proj if shared is None else [shared] * len(proj)
@@ -322,24 +343,89 @@ def _similarity_maps(
     return centred, means, rotations, scales
 
 
+def _maps_onto(
+    centred: np.ndarray, norms: np.ndarray, sources: np.ndarray, target: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations ``(S, d, d)`` and scales ``(S,)`` mapping each source onto
+    ``target`` (the maps of :func:`_similarity_maps`, for these pairs only)."""
+    cross = np.einsum("snd,ne->sde", centred[sources], centred[target])
+    u, sing, vt = np.linalg.svd(cross)
+    rotations = u @ vt
+    src_norms = norms[sources]
+    ok = src_norms > 1e-12
+    scales = np.where(ok, sing.sum(axis=-1), 0.0) / np.where(ok, src_norms, 1.0)
+    own = sources == target
+    rotations[own] = np.eye(centred.shape[2])
+    scales[own] = np.where(ok[own], 1.0, 0.0)
+    return rotations, scales
+
+
+def _partners(
+    k: int, n_agents: int, partners: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Agent ``k`` and ``partners - 1`` others drawn without replacement, sorted."""
+    others = rng.choice(n_agents - 1, size=partners - 1, replace=False)
+    others = others + (others >= k)  # skip k itself
+    return np.sort(np.append(others, k))
+
+
 def _framed_targets(
     proj: list[np.ndarray],
     concentration: float,
     generator: np.random.Generator,
     own_only: bool,
+    partners: int | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per agent, the mix and the barycenter in its own frame (``N x d``).
 
-    Every pair's alignment comes from one batched Procrustes solve
-    (:func:`_similarity_maps`); agent ``k``'s framed projections are formed
-    together, one agent at a time (``K x N x d`` at once).
+    With at most ``partners`` agents (or ``partners`` ``None``) every pair's
+    alignment comes from one batched Procrustes solve
+    (:func:`_similarity_maps`) and agent ``k``'s framed projections are
+    formed together, one agent at a time (``K x N x d`` at once). With more,
+    each agent mixes itself and ``partners - 1`` others drawn at random
+    (:func:`_bounded_framed_targets`): the work per agent stays bounded.
     """
+    if partners is not None and len(proj) > partners:
+        return _bounded_framed_targets(
+            proj, concentration, generator, own_only, partners
+        )
     centred, means, rotations, scales = _similarity_maps(proj)
     z_mix, z_bary = [], []
     for k, own in enumerate(proj):
         framed = np.matmul(centred, rotations[:, k])
         framed = framed * scales[:, k, None, None] + means[k]
         framed[k] = own
+        z_mix.append(
+            own if own_only else _mix_stacked(framed, concentration, generator)
+        )
+        z_bary.append(framed.mean(axis=0))
+    return z_mix, z_bary
+
+
+def _bounded_framed_targets(
+    proj: list[np.ndarray],
+    concentration: float,
+    generator: np.random.Generator,
+    own_only: bool,
+    partners: int,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`_framed_targets` with each agent framing ``partners`` agents.
+
+    Agent ``k`` draws its partners (itself and ``partners - 1`` others,
+    without replacement), aligns only their projections onto its own, and
+    mixes and averages those: ``O(K partners N d)`` work and draws in all.
+    """
+    stacked = np.stack(proj)
+    means = stacked.mean(axis=1)
+    centred = stacked - means[:, None, :]
+    norms = (centred**2).sum(axis=(1, 2))
+    z_mix, z_bary = [], []
+    for k, own in enumerate(proj):
+        sub = _partners(k, len(proj), partners, generator)
+        rotations, scales = _maps_onto(centred, norms, sub, k)
+        framed = np.matmul(centred[sub], rotations)
+        framed = framed * scales[:, None, None] + means[k]
+        framed[np.searchsorted(sub, k)] = own
         z_mix.append(
             own if own_only else _mix_stacked(framed, concentration, generator)
         )

@@ -439,3 +439,42 @@ def test_framed_targets_match_pairwise_alignment():
         np.testing.assert_allclose(z_mix[k], expected, atol=1e-10)
     own_mix, _ = _framed_targets(proj, 0.5, np.random.default_rng(7), True)
     assert all(m is p for m, p in zip(own_mix, proj, strict=True))
+
+
+def test_bounded_framed_mix_uses_each_agents_drawn_partners_only():
+    # with more agents than partners, agent k frames, mixes and averages
+    # itself and partners - 1 others drawn from the generator before its
+    # weights: the same numbers as the pairwise alignment of that subset
+    from otm_flower.mixer import _framed_targets, _mix_projections, _partners
+
+    rng = np.random.default_rng(3)
+    proj = [rng.standard_normal((20, 3)) * (k + 1) + k for k in range(6)]
+    proj.append(np.full((20, 3), 2.0))  # nothing to align: maps onto the mean
+    z_mix, z_bary = _framed_targets(proj, 0.5, np.random.default_rng(7), False, 3)
+    gen = np.random.default_rng(7)
+    used = set()
+    for k, own in enumerate(proj):
+        sub = _partners(k, len(proj), 3, gen)
+        assert len(sub) == 3 and k in sub and len(set(sub.tolist())) == 3
+        used.update(sub.tolist())
+        framed = [own if j == k else align_projection(proj[j], own) for j in sub]
+        np.testing.assert_allclose(z_bary[k], np.mean(framed, axis=0), atol=1e-10)
+        expected = _mix_projections(framed, 0.5, gen)
+        np.testing.assert_allclose(z_mix[k], expected, atol=1e-10)
+    assert used == set(range(len(proj)))  # the draws differ between agents
+
+
+def test_partner_bound_leaves_small_federations_unchanged():
+    from otm_flower.mixer import MIX_PARTNERS
+
+    clouds = _clouds(sizes=(20, 20, 20, 20))
+    res = fgw_barycenter(clouds, seed=0)
+    free = mix_targets(res, clouds, rng=5, align=True, partners=None)
+    for partners in (4, MIX_PARTNERS):
+        bounded = mix_targets(res, clouds, rng=5, align=True, partners=partners)
+        for a, b in zip(free[0] + free[1], bounded[0] + bounded[1], strict=True):
+            np.testing.assert_array_equal(a, b)
+    two = mix_targets(res, clouds, rng=5, align=True, partners=2)
+    assert not np.allclose(two[1][0], free[1][0])  # a mean of 2 framed, not 4
+    with pytest.raises(MixerError, match="partners"):
+        mix_targets(res, clouds, align=True, partners=0)
