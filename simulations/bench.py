@@ -37,7 +37,12 @@ from simulations.benchmark.report import write_summary
 from simulations.benchmark.tables import gains, summary_table
 from simulations.html_report import write_bench_report
 from simulations.overrides import parse_set
-from simulations.readme_results import readme_block, record_command, update_readme
+from simulations.readme_results import (
+    read_block,
+    readme_block,
+    record_command,
+    update_readme,
+)
 
 __all__ = [
     "DEFAULT_HYPERPARAMETERS",
@@ -76,7 +81,8 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="run nothing: regenerate the README's results block (between "
         "<!-- results:start --> and <!-- results:end -->) from these bench "
-        "folders (default: --out)",
+        "folders (default: --out); its rows of (data set, regime) pairs the "
+        "folders do not hold are kept",
     )
     parser.add_argument(
         "--readme-file", default="README.md", help="the README --readme rewrites"
@@ -179,8 +185,9 @@ def _summarize(folders: list[str]) -> int:
 
 
 def _readme(folders: list[str], readme: str) -> int:
-    """``--readme``: rewrite the README's results block from ``folders``."""
-    path = update_readme(readme, readme_block(folders))
+    """``--readme``: rewrite the README's results block from ``folders``, keeping
+    its rows of (data set, regime) pairs the folders do not hold."""
+    path = update_readme(readme, readme_block(folders, read_block(readme)))
     print(f"bench: results block of {path} regenerated from {', '.join(folders)}")
     return 0
 

@@ -5,7 +5,9 @@ comments :data:`START` and :data:`END` of a README: one row per (data set,
 regime), mean ± std over seeds of each method's mean-over-agents test score
 (percent), OTM's purity, its gains over ``local`` and over ``fedavg`` and its
 coupling agreement next to chance, stamped with the date, the machine and the
-commands that made the runs.
+commands that made the runs. Rows of the block it replaces whose (data set,
+regime) the folders do not hold are kept, with the notes that made them, so a
+regime measured by a later command joins the rows of the earlier ones.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import numpy as np
 
 from otm_flower.results import agreement_chance
 from simulations.benchmark.grid import load_results
+from simulations.benchmark.readme_rows import Block, RowKey, kept, parse_block, rows_tag
 from simulations.benchmark.scores import (
     finite,
     group_results,
     mean_present,
     mean_score,
     present,
+    regime_sort_key,
     score_key,
     shared_from,
 )
@@ -104,12 +108,8 @@ def _row(
     ]
 
 
-def results_table(results: list[dict[str, Any]]) -> str:
-    """The README's results table (markdown) of ``results``: one row per data set
-    and regime, scores in percent."""
-    groups = group_results(results)
-    methods = [m for m in README_METHODS if any(m in g for g in groups.values())]
-    header = [
+def _header(methods: Sequence[str]) -> list[str]:
+    return [
         "data set",
         "regime",
         "score",
@@ -119,8 +119,27 @@ def results_table(results: list[dict[str, Any]]) -> str:
         "otm − fedavg",
         "coupling agreement (chance)",
     ]
-    rows = [_row(d, g, runs, methods) for (d, g), runs in groups.items()]
-    return "\n".join(markdown_table(header, rows))
+
+
+def results_table(results: list[dict[str, Any]], previous: Block | None = None) -> str:
+    """The README's results table (markdown) of ``results``: one row per data set
+    and regime, scores in percent, with the rows of ``previous`` (an earlier
+    block's kept part) beside them, in data-set then regime order."""
+    groups = group_results(results)
+    old = previous or Block()
+    methods = [
+        m
+        for m in README_METHODS
+        if any(m in g for g in groups.values()) or m in old.header
+    ]
+    header = _header(methods)
+    rows: dict[RowKey, list[str]] = {
+        key: [cells.get(column, "-") for column in header]
+        for key, cells in old.rows.items()
+    }
+    rows.update({(d, g): _row(d, g, runs, methods) for (d, g), runs in groups.items()})
+    order = sorted(rows, key=lambda k: (k[0], regime_sort_key(k[1])))
+    return "\n".join(markdown_table(header, [rows[k] for k in order]))
 
 
 def _shared_note(results: list[dict[str, Any]]) -> str:
@@ -140,21 +159,12 @@ def _shared_note(results: list[dict[str, Any]]) -> str:
     )
 
 
-def readme_block(folders: Sequence[str | Path]) -> str:
-    """The whole generated block, markers included, from benchmark ``folders``.
-
-    Raises
-    ------
-    ValueError
-        When the folders hold no result.
-    """
+def _stamp(folders: Sequence[str | Path], results: list[dict[str, Any]]) -> str:
+    """The note of a generation: date, machine, folders, runs and commands."""
     paths = [Path(f) for f in folders]
-    results = [r for f in paths for r in load_results(f)]
-    if not results:
-        raise ValueError(f"no results under {[str(f / 'runs') for f in paths]}")
     seeds = sorted({str(r.get("seed")) for r in results})
     rounds = sorted({str(r.get("rounds")) for r in results})
-    stamp = textwrap.fill(
+    return textwrap.fill(
         f"Generated {machine_stamp()} by `otm-flower bench --readme "
         f"{' '.join(str(f) for f in folders)}` from {len(results)} runs "
         f"(seeds {', '.join(seeds)}) made by "
@@ -166,17 +176,65 @@ def readme_block(folders: Sequence[str | Path]) -> str:
         break_long_words=False,
         break_on_hyphens=False,
     )
+
+
+def readme_block(folders: Sequence[str | Path], previous: str | None = None) -> str:
+    """The whole generated block, markers included, from benchmark ``folders``.
+
+    Parameters
+    ----------
+    folders : sequence of str or Path
+        Bench output folders.
+    previous : str, optional
+        The block being replaced: its rows of (data set, regime) pairs the
+        folders do not hold are kept, with the notes that made them.
+
+    Raises
+    ------
+    ValueError
+        When the folders hold no result.
+    """
+    paths = [Path(f) for f in folders]
+    results = [r for f in paths for r in load_results(f)]
+    if not results:
+        raise ValueError(f"no results under {[str(f / 'runs') for f in paths]}")
+    new_keys = set(group_results(results))
+    old = kept(parse_block(previous), new_keys) if previous else Block()
+    notes = [rows_tag(new_keys), _stamp(folders, results)]
+    if old.rows:
+        notes[-1] += (
+            "\nThe rows of other data sets and regimes are kept from the "
+            "generations below."
+        )
+    for keys, text in old.notes:
+        notes += ["", rows_tag(keys or ()), text]
     return "\n".join(
         [
             START,
             "<!-- generated by `otm-flower bench --readme DIR...`: edits here are "
             "overwritten -->",
-            stamp,
+            *notes,
             "",
-            results_table(results),
+            results_table(results, old),
             END,
         ]
     )
+
+
+def read_block(readme: str | Path) -> str:
+    """The README's current block between :data:`START` and :data:`END`.
+
+    Raises
+    ------
+    ValueError
+        When the README lacks either marker, or has them out of order.
+    """
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(START), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"{path} has no {START} ... {END} block to regenerate")
+    return text[start : end + len(END)]
 
 
 def update_readme(readme: str | Path, block: str) -> Path:

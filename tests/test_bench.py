@@ -294,6 +294,7 @@ def test_readme_block_is_regenerated_from_bench_output(
     """``--readme`` rewrites only the marked block of a README copy, from results."""
     import platform
 
+    from simulations.benchmark.readme_rows import parse_block
     from simulations.readme_results import END, START
 
     readme = tmp_path / "README.md"
@@ -309,15 +310,15 @@ def test_readme_block_is_regenerated_from_bench_output(
     head, block, tail = _split_block(after)
     assert (head, tail) == _split_block(before)[::2]  # nothing outside changed
     otm = json.loads((out / "runs" / "tiny__otm__unaligned__seed0.json").read_text())
-    row = next(line for line in block.splitlines() if line.startswith("| tiny"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[:3] == ["tiny", "unaligned", "acc"]
-    assert cells[3] == f"{100 * otm['mean']['acc']:.1f}"  # percent
-    assert cells[5] == f"{100 * otm['mean']['purity']:.1f}"
+    cells = parse_block(block).rows[("tiny", "unaligned")]
+    assert cells["score"] == "acc"
+    assert cells["otm"] == f"{100 * otm['mean']['acc']:.1f}"  # percent
+    assert cells["otm purity"] == f"{100 * otm['mean']['purity']:.1f}"
     local = json.loads(
         (out / "runs" / "tiny__local__unaligned__seed0.json").read_text()
     )
-    assert cells[6] == f"{100 * (otm['mean']['acc'] - local['mean']['acc']):+.1f}"
+    gain = 100 * (otm["mean"]["acc"] - local["mean"]["acc"])
+    assert cells["otm − local"] == f"{gain:+.1f}"
     words = " ".join(block.split())  # the stamp is wrapped at 88 columns
     assert platform.platform() in words and "--methods otm,local" in words
     assert "from 2 runs (seeds 0)" in words
