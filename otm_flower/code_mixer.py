@@ -21,6 +21,7 @@ import numpy as np
 
 from otm_flower.anchored import anchored_fgw_barycenter
 from otm_flower.mixer import (
+    MIX_PARTNERS,
     BarycenterResult,
     mix_and_pull_back,
     mix_targets,
@@ -95,6 +96,9 @@ class CodeMixer:
         exact solver) when anchor ids are given.
     seed : int (default: 0)
         Seeds the barycenter initialisation and the mixing weights per round.
+    partners : int or None (default: :data:`otm_flower.mixer.MIX_PARTNERS`)
+        With ``align_frames``, the most agents one agent's mix draws over
+        (itself included; ``None``: all), see :func:`otm_flower.mixer.mix_targets`.
     """
 
     alpha: float = 0.5
@@ -107,6 +111,7 @@ class CodeMixer:
     align_frames: bool = False
     anchor_weight: float = 30.0
     seed: int = 0
+    partners: int | None = MIX_PARTNERS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", resolve_device(self.device, self.solver))
@@ -205,6 +210,7 @@ class CodeMixer:
             concentration=self.concentration,
             own_only=self.own_only,
             align=self.align_frames,
+            partners=self.partners,
             alpha=self.alpha,
             variant=variant,
             n_iter=self.iterations,
@@ -248,5 +254,6 @@ class CodeMixer:
             rng=np.random.default_rng([self.seed, server_round]),
             own_only=self.own_only,
             align=self.align_frames,
+            partners=self.partners,
         )
         return (result, mixed, barycenter), anchoring

@@ -26,6 +26,7 @@ Run ``python -m simulations.bench_rounds --help``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -345,18 +346,32 @@ def mixer_times(
     from threadpoolctl import threadpool_limits
 
     clouds = _gaussian_clouds(ks, n, dim, seed)
-    walls: dict[int, list[float]] = {k: [] for k in ks}
-    cpus: dict[int, list[float]] = {k: [] for k in ks}
+    mixers = {"": mixer}
+    if mixer.align_frames and mixer.partners is not None:
+        # the same step with every agent mixing all agents, side by side
+        mixers["_all_partners"] = dataclasses.replace(mixer, partners=None)
+    walls: dict[tuple[str, int], list[float]] = {(t, k): [] for t in mixers for k in ks}
+    cpus: dict[tuple[str, int], list[float]] = {(t, k): [] for t in mixers for k in ks}
     with threadpool_limits(1):
         for r in range(max(repeats, 1)):
             for k in ks:
-                start, cpu_start = time.perf_counter(), time.process_time()
-                mixed = mixer.mix(r, range(k), clouds[k])
-                walls[k].append(time.perf_counter() - start)
-                cpus[k].append(time.process_time() - cpu_start)
-                if mixed.result is None:
-                    raise RuntimeError(f"mixing {k} clouds failed: {mixed.failures}")
-    return [_mixer_row(k, n, walls[k], cpus[k]) for k in ks]
+                for tag, m in mixers.items():
+                    start, cpu_start = time.perf_counter(), time.process_time()
+                    mixed = m.mix(r, range(k), clouds[k])
+                    walls[tag, k].append(time.perf_counter() - start)
+                    cpus[tag, k].append(time.process_time() - cpu_start)
+                    if mixed.result is None:
+                        raise RuntimeError(
+                            f"mixing {k} clouds failed: {mixed.failures}"
+                        )
+    rows = []
+    for k in ks:
+        row = _mixer_row(k, n, walls["", k], cpus["", k])
+        for tag in list(mixers)[1:]:
+            row[f"mix_s{tag}"] = float(np.median(walls[tag, k]))
+            row[f"mix_cpu_s{tag}"] = float(np.median(cpus[tag, k]))
+        rows.append(row)
+    return rows
 
 
 def _gaussian_clouds(
@@ -479,11 +494,16 @@ def _mixer_scale(
     )
     for row in mixer_rows:
         progress(json.dumps({k: v for k, v in row.items() if k != "mix_s_all"}))
-    return {
+    out = {
         "mixer_rows": mixer_rows,
         "growth_mixer": fit_growth(agents, [r["mix_s"] for r in mixer_rows]),
         "growth_mixer_cpu": fit_growth(agents, [r["mix_cpu_s"] for r in mixer_rows]),
     }
+    if all("mix_cpu_s_all_partners" in r for r in mixer_rows):
+        out["growth_mixer_cpu_all_partners"] = fit_growth(
+            agents, [r["mix_cpu_s_all_partners"] for r in mixer_rows]
+        )
+    return out
 
 
 def _scale_series(scale: dict[str, Any]) -> list[tuple[str, list[float]]]:
@@ -598,6 +618,7 @@ GROWTHS = (
     ("growth_round", "whole round"),
     ("growth_mixer", "mixer alone (wall)"),
     ("growth_mixer_cpu", "mixer alone (CPU)"),
+    ("growth_mixer_cpu_all_partners", "mixer alone, every agent mixing all (CPU)"),
 )
 
 
@@ -623,8 +644,13 @@ def scale_markdown(scale: dict[str, Any]) -> str:
         "| agents | codes/agent | round s | agents s/round | server s/round "
         "| server CPU s/round | mixing s/round | mixing s/agent "
         "| up KiB/round | down KiB/round"
-        + (" | mixer alone s | mixer alone CPU s |" if mixer else " |"),
-        "|---|---|---|---|---|---|---|---|---|---" + ("|---|---|" if mixer else "|"),
+        + (
+            " | mixer alone s | mixer alone CPU s | mixer alone CPU s, all partners |"
+            if mixer
+            else " |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---"
+        + ("|---|---|---|" if mixer else "|"),
     ]
     for r in scale["rows"]:
         per_agent = (r["mix_round_s"] or 0.0) / r["agents"]
@@ -638,6 +664,7 @@ def scale_markdown(scale: dict[str, Any]) -> str:
         if mixer:
             m = mixer.get(r["agents"]) or {}
             line += f" | {_s(m.get('mix_s'))} | {_s(m.get('mix_cpu_s'))}"
+            line += f" | {_s(m.get('mix_cpu_s_all_partners'))}"
         lines.append(line + " |")
     return "\n".join([*lines, "", *_growth_lines(scale)])
 

@@ -177,6 +177,9 @@ def test_scale_runs_the_right_agent_counts_and_plots(bench: dict[str, Any]) -> N
     assert all(r["n"] == 8 and r["mix_s"] > 0 for r in scale["mixer_rows"])
     assert all(r["mix_cpu_s"] > 0 for r in scale["mixer_rows"])
     assert all(len(r["mix_s_all"]) == 3 for r in scale["mixer_rows"])  # repeats
+    # the own-frame mix is also timed with every agent mixing all agents
+    assert all(r["mix_cpu_s_all_partners"] > 0 for r in scale["mixer_rows"])
+    assert scale["growth_mixer_cpu_all_partners"]["linear_ratio"] == 2.0
     growths = ("growth_mix", "growth_server", "growth_server_cpu", "growth_round")
     for key in (*growths, "growth_mixer", "growth_mixer_cpu"):
         assert scale[key]["linear_ratio"] == 2.0

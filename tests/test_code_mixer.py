@@ -119,3 +119,19 @@ def test_anchor_ids_make_the_barycenter_anchored() -> None:
     assert sorted(mixed.targets) == [0, 1]
     plain = CodeMixer(iterations=1, solver="exact").mix(1, [0, 1], codes, [None, None])
     assert plain.anchoring is None
+
+
+def test_own_frame_mix_bounds_the_partners_of_each_agent() -> None:
+    from otm_flower.mixer import MIX_PARTNERS
+
+    assert CodeMixer().partners == MIX_PARTNERS
+    bounded = CodeMixer(iterations=1, seed=2, align_frames=True, partners=3)
+    unbounded = dataclasses.replace(bounded, partners=None)
+    small, large = clouds([8] * 3), clouds([8] * 5, seed=1)
+    a, b = bounded.mix(1, range(3), small), unbounded.mix(1, range(3), small)
+    for k in range(3):  # no more agents than partners: the same targets
+        np.testing.assert_array_equal(a.targets[k][0], b.targets[k][0])
+        np.testing.assert_array_equal(a.targets[k][1], b.targets[k][1])
+    a, b = bounded.mix(1, range(5), large), unbounded.mix(1, range(5), large)
+    assert sorted(a.targets) == list(range(5))
+    assert not np.allclose(a.targets[0][1], b.targets[0][1])
