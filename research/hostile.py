@@ -17,6 +17,11 @@ Each is an experiment switch outside the product, applied to one party (its
   labels (every class shifted to the next one), so the task head it shares with
   ``otm-head`` or ``fedavg`` points every class at a wrong one.
 
+:class:`HeadAccuracyMod` (client mod, every party) adds what such an attack
+poisons, for every party as it evaluates: the test accuracy of its own encoder
+followed by the shared (averaged) task head, the model a party predicts with,
+beside the reported probe ``accuracy``.
+
 Every draw is seeded by (seed, partition, round), so runs are reproducible.
 """
 
@@ -24,14 +29,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
+import torch
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 
+from clients.app import load_global_parameters
+from clients.fedavg import _load_global as load_fedavg_global
+from clients.node import agent_for_node, restore_trainer
 from otm_flower import protocol as P
+from otm_flower.config import parse_run_config
 from otm_flower.data import AgentData
+from otm_flower.training import LocalTrainer
 
 from .corruption import replace_agent
 
@@ -39,9 +50,11 @@ __all__ = [
     "FORGERIES",
     "FlipLabels",
     "ForgedAnchorsMod",
+    "HeadAccuracyMod",
     "LookalikeNoiseMod",
     "flip_labels",
     "forge_anchor_ids",
+    "head_accuracy",
     "lookalike_noise",
 ]
 
@@ -229,3 +242,63 @@ class FlipLabels:
             When there is no agent ``agent``.
         """
         return replace_agent(agents, self.agent, flip_labels, "hostile agent")
+
+
+def head_accuracy(trainer: LocalTrainer, agent: AgentData) -> float:
+    """Test accuracy of ``trainer``'s encoder followed by its task head.
+
+    Raises
+    ------
+    ValueError
+        When the model has no task head or the agent no test labels.
+    """
+    head = trainer.model.head
+    if head is None or agent.y_test is None:
+        raise ValueError(f"agent {agent.agent_id}: no task head or no test labels")
+    codes = torch.from_numpy(trainer.encode(agent.x_test))
+    with torch.no_grad():
+        predicted = head(codes).argmax(dim=1).numpy()
+    return float(np.mean(predicted == np.asarray(agent.y_test)))
+
+
+def _shared_model(msg: Message, context: Context) -> tuple[LocalTrainer, AgentData]:
+    """The party's trainer as it evaluates ``msg``: its state after training,
+    with the shared parameters the message carries loaded."""
+    config = parse_run_config(dict(context.run_config))
+    agent, n_classes = agent_for_node(config, dict(context.node_config))
+    trainer = restore_trainer(config, agent, n_classes, context)
+    if config.method == "fedavg":
+        load_fedavg_global(msg, trainer)
+    else:
+        load_global_parameters(msg, trainer, config)
+    return trainer, agent
+
+
+@dataclass
+class HeadAccuracyMod:
+    """Client mod: records each party's :func:`head_accuracy` as it evaluates.
+
+    For a classification run with a task head (``otm-head``, ``fedavg``, any
+    ``weight-task`` > 0); replies pass unchanged. Place it inside (after) a data
+    wrapper's mod, so the party's data is the one it trains on. In-process
+    runtime only (the records stay in this object).
+
+    Attributes
+    ----------
+    scores : dict of int to float
+        Agent id -> its head accuracy at its latest evaluation.
+    """
+
+    scores: dict[int, float] = field(default_factory=dict)
+
+    def __call__(
+        self, msg: Message, context: Context, call_next: ClientAppCallable
+    ) -> Message:
+        """Pass ``msg`` on; score the shared head of an evaluating party."""
+        reply = call_next(msg, context)
+        if msg.metadata.message_type != MessageType.EVALUATE or reply.has_error():
+            return reply
+        trainer, agent = _shared_model(msg, context)
+        if trainer.model.head is not None and agent.y_test is not None:
+            self.scores[agent.agent_id] = head_accuracy(trainer, agent)
+        return reply

@@ -14,7 +14,10 @@ server rejected per run. Experiments (attacks in :mod:`research.hostile`):
 * ``forged``: forged linked-record ids (``shuffled``, ``random``), clustering
   with 5% linked records; with the term guard on and off.
 * ``flipped-otm-head`` / ``flipped-fedavg``: flipped labels under a shared task
-  head; defences: ``parameter-aggregation`` median, trimmed-mean, krum.
+  head; defences: ``parameter-aggregation`` median, trimmed-mean, krum. These
+  tables also give the parties' prediction with the shared head (the test
+  accuracy of each party's encoder followed by the averaged head,
+  :class:`research.hostile.HeadAccuracyMod`), beside the probe.
 
 Each run's result JSON is kept in ``--cache`` (named by its settings) and
 reused, so cases shared by two experiments run once.
@@ -34,7 +37,12 @@ import numpy as np
 
 from otm_flower.config import ConfigError, parse_run_config
 from research.corruption import CorruptAgentMod
-from research.hostile import FlipLabels, ForgedAnchorsMod, LookalikeNoiseMod
+from research.hostile import (
+    FlipLabels,
+    ForgedAnchorsMod,
+    HeadAccuracyMod,
+    LookalikeNoiseMod,
+)
 from simulations.cli import simulate
 from simulations.overrides import parse_set
 
@@ -44,6 +52,10 @@ ANCHORED = {"anchor-rate": 0.05}
 CLASSIFICATION = {"task": "classification"}
 GUARD_OFF = {"term-guard": False}
 AGGREGATIONS = ("mean", "median", "trimmed-mean", "krum")
+#: Methods whose parties predict with a shared (averaged) task head.
+HEAD_METHODS = ("otm-head", "fedavg")
+#: Result key of the parties' shared-head test accuracy (agent id -> accuracy).
+HEAD_KEY = "head_accuracy"
 
 
 @dataclass(frozen=True)
@@ -109,17 +121,33 @@ def run_case(
     keys = {**extra, **case.keys, "seed": seed, "num-server-rounds": args.rounds}
     config = parse_run_config({**keys, "out": str(out)})
     mods = [] if case.attack is None else ATTACKS[case.attack](args.hostile, seed)
-    return simulate(config, runtime="inprocess", mods=mods)
+    if config.method not in HEAD_METHODS:
+        return simulate(config, runtime="inprocess", mods=mods)
+    head = HeadAccuracyMod()
+    result = simulate(config, runtime="inprocess", mods=[*mods, head])
+    result[HEAD_KEY] = {str(a): v for a, v in sorted(head.scores.items())}
+    out.write_text(json.dumps(result, indent=2))
+    return result
 
 
 def scores(result: dict[str, Any], hostile: int) -> list[float]:
-    """Others' mean score(s), the hostile party's score, rejected uploads."""
+    """Others' mean score(s) (with a shared head: also its accuracy), the
+    hostile party's score, rejected uploads."""
     keys = ["accuracy"] if result["task"] == "classification" else ["acc", "nmi"]
     others = [a for a in result["agents"] if a["id"] != hostile]
     own = [a for a in result["agents"] if a["id"] == hostile]
     row = [float(np.mean([a[k] for a in others])) for k in keys]
+    if HEAD_KEY in result:
+        heads = result[HEAD_KEY]
+        row.append(float(np.mean([heads[str(a["id"])] for a in others])))
     row.append(float(own[0][keys[0]]) if own else float("nan"))
     return row + [float(len(result.get("rejected", [])))]
+
+
+def metric_names(task: str, head: bool = False) -> list[str]:
+    """The names of the others' score columns (:func:`scores`)."""
+    names = ["accuracy"] if task == "classification" else ["ACC", "NMI"]
+    return names + (["head accuracy"] if head else [])
 
 
 def references(cases: Sequence[Case]) -> dict[str, str]:
@@ -134,7 +162,7 @@ def references(cases: Sequence[Case]) -> dict[str, str]:
 
 def _cells(values: np.ndarray) -> list[str]:
     """``mean ± std`` over seeds (rows) of each column."""
-    std = values.std(axis=0, ddof=1) if len(values) > 1 else 0 * values[0]
+    std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros_like(values[0])
     return [f"{m:+.3f} ± {s:.3f}" for m, s in zip(values.mean(0), std, strict=True)]
 
 
@@ -142,16 +170,19 @@ def table(
     rows: dict[str, list[list[float]]],
     task: str,
     reference: dict[str, str] | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[str]:
     """Markdown lines: mean ± std over seeds of each case's scores.
 
-    With ``reference`` (case -> its honest counterpart), a last column gives
-    the paired per-seed difference of the others' first score to that case.
+    ``names``: the others' score columns (default :func:`metric_names` of
+    ``task``). With ``reference`` (case -> its honest counterpart), last
+    columns give the paired per-seed difference of each of the others' scores
+    to that case.
     """
     reference = reference or {}
-    names = ["accuracy"] if task == "classification" else ["ACC", "NMI"]
+    names = list(names or metric_names(task))
     head = [f"others' {n}" for n in names] + ["hostile's own", "rejected uploads"]
-    head += [f"others' {names[0]} minus honest (paired)"] if reference else []
+    head += [f"others' {n} minus honest (paired)" for n in names] if reference else []
     lines = [
         "| case | " + " | ".join(head) + " |",
         "|---" * (len(head) + 1) + "|",
@@ -161,12 +192,21 @@ def table(
         cells = [c.replace("+", "") for c in _cells(v)]
         cells[-1] = f"{v[:, -1].mean():.1f}"
         if reference:
-            base = rows.get(reference.get(name, ""))
-            seeds = min(len(v), len(base or []))
-            paired = v[:seeds, :1] - np.array(base or [[0.0]])[:seeds, :1]
-            cells.append(_cells(paired)[0] if name in reference and seeds else "")
+            cells += _paired(v, rows.get(reference.get(name, "")), len(names))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _paired(
+    values: np.ndarray, base: list[list[float]] | None, columns: int
+) -> list[str]:
+    """``mean ± std`` of the per-seed differences of the first ``columns``
+    scores to the honest counterpart ``base`` (empty cells without one)."""
+    seeds = min(len(values), len(base or []))
+    if not seeds:
+        return [""] * columns
+    diff = values[:seeds, :columns] - np.array(base)[:seeds, :columns]
+    return _cells(diff)
 
 
 def run_experiments(
@@ -178,17 +218,17 @@ def run_experiments(
     whole tables over the seeds it finished.
     """
     rows: dict[str, dict[str, list[list[float]]]] = {name: {} for name in names}
-    tasks = dict.fromkeys(names, "clustering")
+    columns = {name: metric_names("clustering") for name in names}
     for seed in args.seeds:
         for name in names:
             for case in EXPERIMENTS[name]:
                 result = run_case(case, args, extra, seed)
-                tasks[name] = result["task"]
+                columns[name] = metric_names(result["task"], HEAD_KEY in result)
                 row = scores(result, args.hostile)
                 rows[name].setdefault(case.name, []).append(row)
                 print(f"{name} | {case.name} | seed {seed}: {row}", flush=True)
     return {
-        name: table(rows[name], tasks[name], references(EXPERIMENTS[name]))
+        name: table(rows[name], "", references(EXPERIMENTS[name]), columns[name])
         for name in names
     }
 

@@ -17,11 +17,12 @@ from research.corruption import CorruptAgentMod
 from research.hostile import (
     FlipLabels,
     ForgedAnchorsMod,
+    HeadAccuracyMod,
     LookalikeNoiseMod,
     forge_anchor_ids,
     lookalike_noise,
 )
-from research.hostile_study import Case, references, run_key, table
+from research.hostile_study import Case, metric_names, references, run_key, table
 from simulations.cli import simulate_inprocess
 from tests.test_experiments import (  # noqa: F401 (data_path: a fixture)
     _config,
@@ -141,3 +142,29 @@ def test_study_table_and_run_names() -> None:
     }
     lines = table(rows, "classification", {"a": "h"})
     assert lines[3] == "| a | 0.500 ± 0.141 | 0.100 ± 0.000 | 0.0 | -0.050 ± 0.071 |"
+    names = metric_names("classification", head=True)
+    assert names == ["accuracy", "head accuracy"]
+    rows = {"h": [[0.5, 0.8, 0.9, 0.0]], "a": [[0.4, 0.2, 0.1, 0.0]]}
+    lines = table(rows, "classification", {"a": "h"}, names)
+    assert "others' head accuracy minus honest (paired)" in lines[0]
+    assert lines[3] == (
+        "| a | 0.400 ± 0.000 | 0.200 ± 0.000 | 0.100 ± 0.000 | 0.0 "
+        "| -0.100 ± 0.000 | -0.600 ± 0.000 |"
+    )
+
+
+@pytest.mark.parametrize("method", ["otm-head", "fedavg"])
+def test_shared_head_accuracy_is_scored_and_a_flipped_party_lowers_its_own(
+    data_path: Path, method: str
+) -> None:
+    keys = {"num-server-rounds": 2, "method": method, "task": "classification"}
+    config = _config(data_path, **keys, **{"local-epochs": 10, "learning-rate": 0.01})
+    honest, flipped = HeadAccuracyMod(), HeadAccuracyMod()
+    result, _ = simulate_inprocess(config, mods=[honest])
+    simulate_inprocess(config, mods=[CorruptAgentMod(FlipLabels(0)), flipped])
+    assert sorted(honest.scores) == sorted(a["id"] for a in result["agents"])
+    assert all(0.0 <= v <= 1.0 for v in honest.scores.values())
+    assert np.mean(list(honest.scores.values())) > 0.5, honest.scores  # chance 1/3
+    # the head a party predicts with is the average, not the probe: flipping
+    # party 0's labels shows in the shared head's accuracy
+    assert flipped.scores != honest.scores
