@@ -75,6 +75,23 @@ def test_grid_writes_results_and_summary_then_resumes(
     assert json.loads(corrupt.read_text())["method"] == "raw"
 
 
+def test_resume_with_another_setting_is_refused(
+    data_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run names do not hold ``--set`` values: a folder made at one link rate
+    cannot be resumed at another (its runs would stand in for the new ones)."""
+    base = ["--methods", "raw", "--regimes", "anchored"]
+    assert _bench(data_path, tmp_path, *base, "--set", "anchor-rate=0.1") == 0
+    capsys.readouterr()
+    assert _bench(data_path, tmp_path, *base, "--set", "anchor-rate=0.1") == 0
+    assert "0 to run" in capsys.readouterr().out
+    assert _bench(data_path, tmp_path, *base, "--set", "anchor-rate=0.2") == 2
+    err = capsys.readouterr().err
+    assert "anchor-rate=0.1" in err and "anchor-rate=0.2" in err
+    assert _bench(data_path, tmp_path, *base) == 2  # the regime's own 0.05
+    assert _bench(data_path, tmp_path, *base, "--rounds", "2") == 2
+
+
 def test_failing_run_is_reported_and_the_others_finish(
     data_path: Path, tmp_path: Path
 ) -> None:

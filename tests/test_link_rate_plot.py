@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from otm_flower.results import write_result
+from simulations.benchmark.grid import load_results
 from simulations.benchmark.plots import link_rate_gains, main, plot_link_rate
 from tests.test_benchmark import PNG_MAGIC, make_result
 
@@ -43,3 +44,33 @@ def test_plot_written_from_bench_folders(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="no otm run with a local run"):
         plot_link_rate(grid()[2:], tmp_path / "x.png")
+
+
+def test_folders_run_at_several_rates_make_one_curve(tmp_path: Path) -> None:
+    """Bench folders run with ``--set anchor-rate=R`` hold runs of the same names
+    (one folder per rate); their runs pool into one curve per data set."""
+    folders = []
+    for rate, score in ((0.01, 0.55), (0.2, 0.8)):
+        folder = tmp_path / f"rate-{rate}"
+        for seed in (0, 1):
+            otm = at_rate(
+                make_result("otm", seed, [score] * 2, regime="anchored"), rate
+            )
+            write_result(
+                otm, folder / "runs" / f"handwritten__otm__anchored__seed{seed}.json"
+            )
+        folders.append(str(folder))
+    local = tmp_path / "local"
+    for seed in (0, 1):
+        write_result(
+            make_result("local", seed, [0.5, 0.5], regime="unaligned"),
+            local / "runs" / f"handwritten__local__unaligned__seed{seed}.json",
+        )
+    results = [r for f in [*folders, str(local)] for r in load_results(f)]
+    by_rate = link_rate_gains(results)["handwritten"]
+    assert sorted(by_rate) == [0.01, 0.2]
+    assert by_rate[0.01] == pytest.approx([0.05, 0.05])
+    assert by_rate[0.2] == pytest.approx([0.3, 0.3])
+    out = tmp_path / "curve.png"
+    assert main(["link-rate", *folders, str(local), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC

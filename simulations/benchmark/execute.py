@@ -18,9 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from otm_flower.config import BASELINE_METHODS, RunConfig, parse_run_config
+from otm_flower.config import (
+    BASELINE_METHODS,
+    ConfigError,
+    RunConfig,
+    parse_run_config,
+)
 from otm_flower.results import write_result
-from simulations.benchmark.grid import BenchRun, pending, result_path
+from simulations.benchmark.grid import (
+    REGIMES,
+    BenchRun,
+    load_result,
+    pending,
+    result_path,
+)
 from simulations.benchmark.hyperparameters import run_config_for
 from simulations.benchmark.plots import plot_embedding
 
@@ -185,6 +196,44 @@ def _outcomes(
             yield future.result()
 
 
+def _set_keys(run: BenchRun, rounds: int | None, extra: Mapping[str, Any]) -> set[str]:
+    """The run-config keys a cell's regime and command line set (kebab case)."""
+    keys = {*REGIMES[run.regime], *(k.replace("_", "-") for k in extra)}
+    return keys | ({"num-server-rounds"} if rounds is not None else set())
+
+
+def check_resumable(
+    runs: Sequence[BenchRun],
+    out_dir: str | Path,
+    rounds: int | None,
+    hyperparameters: Mapping[str, Mapping[str, Any]],
+    extra: Mapping[str, Any],
+) -> None:
+    """Refuse to resume into a folder whose finished runs were made with other
+    values of the keys this grid sets (regime, ``--set``, ``--rounds``): a run's
+    file name does not hold them, so such a run would silently stand in for one
+    of this grid.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first run, key and the two values that differ.
+    """
+    todo = set(pending(runs, out_dir))
+    for run in runs:
+        if run in todo:
+            continue
+        stored = load_result(result_path(out_dir, run)).get("config") or {}
+        planned = run_config_for(run, rounds, hyperparameters, extra).to_dict()
+        for key in sorted(_set_keys(run, rounds, extra)):
+            if key in stored and stored[key] != planned.get(key):
+                raise ConfigError(
+                    f"{out_dir} already holds {run.name} made with {key}="
+                    f"{stored[key]!r}, and this grid asks {key}={planned.get(key)!r}; "
+                    "use another --out for another setting"
+                )
+
+
 def run_grid(
     runs: Sequence[BenchRun],
     out_dir: str | Path,
@@ -201,8 +250,15 @@ def run_grid(
 
     Configs are validated for every cell before the first run starts. With
     ``embeddings``, seed-0 cells also plot their agents' codes.
+
+    Raises
+    ------
+    ConfigError
+        When ``out_dir`` holds finished runs made with other settings
+        (:func:`check_resumable`).
     """
     out = Path(out_dir)
+    check_resumable(runs, out, rounds, hyperparameters or {}, extra or {})
     todo = pending(runs, out)
     configs = {
         run: run_config_for(run, rounds, hyperparameters or {}, extra or {})

@@ -187,6 +187,11 @@ def _read_result(path: Path) -> dict[str, Any] | None:
     return doc
 
 
+def load_result(path: str | Path) -> dict[str, Any]:
+    """One finished result document (``{}`` if unreadable or incomplete, warned)."""
+    return _read_result(Path(path)) or {}
+
+
 def pending(runs: Iterable[BenchRun], out_dir: str | Path) -> list[BenchRun]:
     """Runs still to do: result missing, or unreadable/corrupt (warned about)."""
     return [
