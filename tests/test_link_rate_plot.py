@@ -8,7 +8,12 @@ import pytest
 
 from otm_flower.results import write_result
 from simulations.benchmark.grid import load_results
-from simulations.benchmark.plots import link_rate_gains, main, plot_link_rate
+from simulations.benchmark.plots import (
+    link_rate_gains,
+    link_rate_table,
+    main,
+    plot_link_rate,
+)
 from tests.test_benchmark import PNG_MAGIC, make_result
 
 
@@ -74,3 +79,12 @@ def test_folders_run_at_several_rates_make_one_curve(tmp_path: Path) -> None:
     out = tmp_path / "curve.png"
     assert main(["link-rate", *folders, str(local), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_table_gives_local_and_each_rate_gain_in_points() -> None:
+    lines = link_rate_table(grid()).splitlines()
+    assert lines[0] == (
+        "| data set | local ACC | otm − local at 1% | otm − local at 5% |"
+    )
+    # local 50 and 60 (seeds 0, 1); gains at 5%: +10 and 0; at 1%: 0 (seed 0 only)
+    assert lines[2] == "| handwritten | 55.0 ± 7.1 | +0.0 (1) | +5.0 ± 7.1 (2) |"

@@ -306,6 +306,48 @@ def link_rate_gains(
     return gains
 
 
+def _local_scores(results: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """``{dataset: [local mean score per seed]}`` of the runs (one per seed)."""
+    by_seed: dict[str, dict[Any, float]] = {}
+    for (dataset, _), runs in group_results(results).items():
+        for r in runs.get("local", []):
+            if (score := mean_score(r)) is not None:
+                by_seed.setdefault(dataset, {})[r.get("seed")] = score
+    return {d: list(seeds.values()) for d, seeds in by_seed.items()}
+
+
+def _points(values: list[float]) -> str:
+    """``mean ± std`` (sample std) of fractions, in points, signed."""
+    mean = 100 * float(np.mean(values))
+    if len(values) < 2:
+        return f"{mean:+.1f}"
+    return f"{mean:+.1f} ± {100 * float(np.std(values, ddof=1)):.1f}"
+
+
+def link_rate_table(results: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`link_rate_gains`: per data set, ``local``'s score
+    and ``otm − local`` (points, mean ± std over seeds, seeds in brackets) at
+    each link rate."""
+    from simulations.benchmark.markdown import markdown_table
+
+    gains = link_rate_gains(results)
+    local = _local_scores(results)
+    rates = sorted({rate for by_rate in gains.values() for rate in by_rate})
+    header = ["data set", "local ACC", *(f"otm − local at {r:.0%}" for r in rates)]
+    rows = [
+        [
+            dataset,
+            _points(local[dataset]).lstrip("+"),
+            *(
+                f"{_points(by_rate[r])} ({len(by_rate[r])})" if r in by_rate else "-"
+                for r in rates
+            ),
+        ]
+        for dataset, by_rate in sorted(gains.items())
+    ]
+    return "\n".join(markdown_table(header, rows))
+
+
 def plot_link_rate(results: list[dict[str, Any]], path: str | Path) -> Path:
     """Plot ``otm``'s gain over ``local`` (points, mean ± std over seeds)
     against the share of linked records, one line per data set.
@@ -341,7 +383,8 @@ def plot_link_rate(results: list[dict[str, Any]], path: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m simulations.benchmark.plots link-rate --out PNG DIR...``."""
+    """``python -m simulations.benchmark.plots link-rate --out PNG DIR...``: the
+    plot, and its table (markdown) on stdout."""
     import argparse
 
     from simulations.benchmark.grid import load_results
@@ -356,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = [r for folder in args.folders for r in load_results(folder)]
     print(f"plots: wrote {plot_link_rate(results, args.out)}")
+    print(link_rate_table(results))
     return 0
 
 
