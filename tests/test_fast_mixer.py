@@ -253,3 +253,23 @@ def test_sharp_plans_hold_no_denormal_floats():
     assert bool((plan < 1e-20).any())  # sharp: entries far below any mass
     torch.testing.assert_close(plan.sum(2), p.expand(2, 64), rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(plan.sum(1), p.expand(2, 64), rtol=1e-4, atol=1e-7)
+
+
+def test_reduced_assignment_costs_keep_the_optimum_and_are_warm():
+    from scipy.optimize import linear_sum_assignment
+
+    from otm_flower.barycenter.linear_steps import reduce_costs
+
+    rng = np.random.default_rng(0)
+    grad = torch.as_tensor(rng.standard_normal((2, 30, 30)) @ rng.random((2, 30, 30)))
+    dual = torch.as_tensor(rng.standard_normal((2, 30)))
+    for col_dual in (None, dual):
+        reduced = reduce_costs(grad.clone(), col_dual)
+        assert bool((reduced >= 0).all())
+        assert torch.allclose(reduced.amin(dim=2), torch.zeros(2, 30, dtype=grad.dtype))
+        for b in range(2):
+            raw = grad[b].numpy()
+            rows, cols = linear_sum_assignment(reduced[b].numpy())
+            best = linear_sum_assignment(raw)
+            # a permutation optimal for the reduced costs is optimal for the raw
+            assert raw[rows, cols].sum() == pytest.approx(raw[best].sum(), abs=1e-9)

@@ -31,8 +31,10 @@ cheap:
   objective on clustered codes. When the barycenter and a cloud have the same
   size (uniform weights), the final plans take ``polish_steps`` exact
   conditional-gradient steps whose linear step is an assignment problem
-  (:func:`scipy.optimize.linear_sum_assignment`, on the CPU), with the same
-  exact line search, so the objective can only go down.
+  (:func:`scipy.optimize.linear_sum_assignment`, on the CPU, its costs
+  reduced by the last entropic step's duals: the same optimum, found several
+  times faster), with the same exact line search, so the objective can only
+  go down.
 
 All costs are in the normalised units of the exact path: coordinates are
 divided by ``sqrt(scale)`` so squared distances are divided by ``scale``.
@@ -184,7 +186,9 @@ class FastSolver:
                 cta = prob.cta(tr)
             grad, _ = prob.grad(tr, cta)
             if eps is None:  # temperature fixed per solve, relative to spread
-                low, high = grad.reshape(grad.shape[0], -1).aminmax(dim=1)
+                flat = grad.reshape(grad.shape[0], -1)
+                # amin and amax apart: torch's fused aminmax is ~25x slower here
+                low, high = flat.amin(dim=1), flat.amax(dim=1)
                 # a flat gradient (e.g. identical codes): every coupling is
                 # optimal, any temperature will do
                 eps = torch.where(high > low, eps_rel * (high - low), 1.0)
@@ -263,6 +267,8 @@ class FastSolver:
         """
         idx, cl = self.batches[b]
         t = self.plans[b]
+        state = self.state[b]
+        col_dual = None if state is None else state[2]  # warm start of the polish
         costs = np.empty(len(idx))
         # polish: one agent per core for large plans; small plans all at once
         # (a batch of them is no larger than one large plan)
@@ -275,7 +281,8 @@ class FastSolver:
             t64 = t[sl].to(torch.float64).clamp_(min=0.0)
             t64 = round_to_coupling(t64, prob.p, cl64.q[0])
             if self.polish_steps and cl64.y.shape[1] == self.n_bary:
-                t64 = polish(prob, t64, self.polish_steps)
+                dual = None if col_dual is None else col_dual[sl]
+                t64 = polish(prob, t64, self.polish_steps, dual)
             t[sl] = t64
             del t64
             t64 = round_to_coupling(

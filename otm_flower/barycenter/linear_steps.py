@@ -18,7 +18,13 @@ from scipy.optimize import linear_sum_assignment
 
 from .lowrank import FGWProblem
 
-__all__ = ["entropic_lmo", "line_search", "polish", "round_to_coupling"]
+__all__ = [
+    "entropic_lmo",
+    "line_search",
+    "polish",
+    "reduce_costs",
+    "round_to_coupling",
+]
 
 #: Smallest plan side whose assignment problems are solved on threads (below
 #: it one problem takes less than handing it to a thread on a busy machine).
@@ -126,7 +132,8 @@ def entropic_lmo(
     plan.baddbmm_(er[:, :, None], (ec / mass[:, None])[:, None, :])
     # entries far below any mass that matters are zeroed: denormal floats
     # (u K v of a sharp kernel) make every later pass over the plans slow
-    plan.masked_fill_(plan < _NEGLIGIBLE[plan.dtype], 0.0)
+    # (threshold in place: a boolean mask of the plan cost 13x more)
+    torch.nn.functional.threshold(plan, _NEGLIGIBLE[plan.dtype], 0.0, inplace=True)
     return plan, g_dual
 
 
@@ -156,18 +163,40 @@ def _assignment_vertices(grad: torch.Tensor) -> torch.Tensor:
     return vertex
 
 
-def polish(prob: FGWProblem, t: torch.Tensor, steps: int) -> torch.Tensor:
+def reduce_costs(grad: torch.Tensor, col_dual: torch.Tensor | None) -> torch.Tensor:
+    """Assignment costs ``grad - g_j - f_i`` with the same optimal permutations.
+
+    ``col_dual`` ``(B, n)`` is a column dual (the entropic steps' ``g``), the
+    row dual ``f`` each row's smallest remaining cost, so every reduced cost
+    is ``>= 0`` and near-optimal assignments cost about 0. Constants per row
+    and per column do not change which permutation is optimal, but they warm
+    start the assignment solver's duals (which start at 0): from the
+    entropic duals, :func:`scipy.optimize.linear_sum_assignment` ran 3-30x
+    faster on the solver's gradients. ``grad`` is overwritten and returned.
+    """
+    if col_dual is not None:
+        grad.sub_(col_dual.to(grad.dtype)[:, None, :])
+    return grad.sub_(grad.amin(dim=2, keepdim=True))
+
+
+def polish(
+    prob: FGWProblem,
+    t: torch.Tensor,
+    steps: int,
+    col_dual: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Exact conditional-gradient steps on square uniform couplings ``(B, n, n)``.
 
     The linear step over the couplings of uniform marginals is attained at a
-    permutation (Birkhoff), found by an assignment solver on the gradient; the
-    step length is the exact line search, so no step increases the cost.
+    permutation (Birkhoff), found by an assignment solver on the gradient
+    (reduced by ``col_dual`` ``(B, n)`` when given, see :func:`reduce_costs`);
+    the step length is the exact line search, so no step increases the cost.
     ``t`` is updated in place and returned.
     """
     tr = prob.products(t)
     for _ in range(steps):
         grad, cta = prob.grad(tr)
-        dt = _assignment_vertices(grad)
+        dt = _assignment_vertices(reduce_costs(grad, col_dual))
         del grad  # peak memory: at most two plan-sized arrays besides t
         dt.sub_(t)
         dtr = prob.products(dt)
