@@ -174,6 +174,7 @@ def _keep_round_state(
             state,
             releases.tolist(),
             [int(r) for r in rows],
+            run_id=context.run_id,
         )
 
 
@@ -220,6 +221,9 @@ def handle_evaluate(msg: Message, context: Context, config: RunConfig) -> Messag
     """
     server_round = _server_round(msg)
     agent, n_classes = agent_for_node(config, dict(context.node_config))
+    restore_agent_checkpoint(
+        config, agent.agent_id, context, server_round, evaluating=True
+    )
     trainer = restore_trainer(config, agent, n_classes, context)
     load_global_parameters(msg, trainer, config)  # scored with the global layers
     scored = score_agent(trainer, agent, n_classes, config)

@@ -132,12 +132,14 @@ def checkpoint_agent(
     trainer_state: bytes,
     releases: list[int],
     rows: list[int],
+    run_id: int = 0,
 ) -> None:
     """Write the agent's state after a round to ``checkpoint-dir`` (node-local).
 
     The checkpoint of an earlier round is kept as ``previous/agent-<id>``: a
     server killed after checkpointing round r may already have had the agents
-    train round r + 1, and its resumed run continues after round r.
+    train round r + 1, and its resumed run continues after round r. ``run_id``
+    (Flower's) lets a restarted SuperNode continue the same run.
     """
     name = checkpoint_name(agent_id)
     stored = checkpoint_round(config.checkpoint_dir, name)
@@ -146,40 +148,52 @@ def checkpoint_agent(
     write_checkpoint(
         config.checkpoint_dir,
         name,
-        {"round": server_round, "releases": releases, "rows": rows},
+        {"round": server_round, "releases": releases, "rows": rows, "run": run_id},
         blob=trainer_state,
     )
 
 
 def restore_agent_checkpoint(
-    config: RunConfig, agent_id: int, context: Context, server_round: int
+    config: RunConfig,
+    agent_id: int,
+    context: Context,
+    server_round: int,
+    *,
+    evaluating: bool = False,
 ) -> bool:
-    """On the first message of a resumed run, load the agent's state after round
-    ``server_round - 1`` into ``context.state`` (trainer, DP release counts, last
-    uploaded rows), from its latest checkpoint or the one kept before it.
+    """Load the agent's state after round ``server_round - 1`` (``evaluating``:
+    after ``server_round``) into ``context.state`` (trainer, DP release counts,
+    last uploaded rows), from its latest checkpoint or the one kept before it.
 
-    Returns ``False`` when there is nothing to restore (not resuming, or the state
-    is already there).
+    Done on the first message of a resumed run, and on the first message a
+    restarted SuperNode gets in the run it left (a checkpoint of this run id).
+    Returns ``False`` when there is nothing to restore (the state is already
+    there, no ``checkpoint-dir``, or, outside a resume, no checkpoint of that
+    round of this run).
 
     Raises
     ------
     CheckpointError
-        When resuming and neither checkpoint of the agent holds round
-        ``server_round - 1``, or one is unreadable.
+        When resuming and neither checkpoint of the agent holds the round, or
+        one is unreadable.
     """
-    if not config.resume or STATE_KEY in context.state.config_records:
+    if not config.checkpoint_dir or STATE_KEY in context.state.config_records:
         return False
-    wanted = server_round - 1
+    wanted = server_round if evaluating else server_round - 1
     names = [checkpoint_name(agent_id), checkpoint_name(agent_id, previous=True)]
     found = {n: checkpoint_round(config.checkpoint_dir, n) for n in names}
     name = next((n for n in names if found[n] == wanted), None)
-    if name is None:
+    if name is None and config.resume:
         raise CheckpointError(
             f"agent {agent_id}: no checkpoint of round {wanted} in "
             f"{config.checkpoint_dir} to continue from (found rounds "
             f"{sorted(r for r in found.values() if r is not None)})"
         )
+    if name is None or wanted < 1:
+        return False
     meta, _, blob = read_checkpoint(config.checkpoint_dir, name)
+    if not config.resume and meta.get("run") != context.run_id:
+        return False  # another run's
     if blob is None:
         raise CheckpointError(f"agent {agent_id}'s checkpoint has no trainer state")
     keep_agent_state(context, blob, [int(r) for r in meta["releases"]])

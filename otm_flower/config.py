@@ -126,6 +126,7 @@ class RunConfig:
     dp_delta: float = 1e-5
     num_agents: int = 0
     round_timeout: float = 600.0
+    rejoin_timeout: float = 0.0
     fraction_train: float = 1.0
     checkpoint_dir: str = ""
     resume: bool = False
@@ -263,6 +264,7 @@ def _range_checks(c: RunConfig) -> list[Check]:
         (0 < c.dp_delta < 1, "dp-delta must be in (0, 1)"),
         (c.num_agents >= 0, "num-agents must be >= 0 (0: one per view)"),
         (c.round_timeout > 0, "round-timeout must be > 0"),
+        (c.rejoin_timeout >= 0, "rejoin-timeout must be >= 0 (0: do not wait)"),
         (0.0 < c.fraction_train <= 1.0, "fraction-train must be in (0, 1]"),
         (0.0 <= c.anchor_rate <= 1.0, "anchor-rate must be in [0, 1]"),
         (c.anchor_weight > 0, "anchor-weight must be > 0"),

@@ -15,7 +15,7 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy import Result, Strategy
 from flwr.supercore import log
 
 from otm_flower import protocol as P
@@ -23,6 +23,7 @@ from otm_flower.averaging import AGGREGATIONS, aggregate_shared
 from otm_flower.code_mixer import CodeMixer
 from otm_flower.mixer import BarycenterResult
 
+from .rejoin import RejoiningGrid, bind, identify_nodes
 from .replies import (
     RejectedReply,
     Rejection,
@@ -98,6 +99,11 @@ class OTMStrategy(Strategy):
     checkpoint_dir : str, optional
         Write :attr:`state` there after each round's evaluation
         (see :meth:`resume_from`).
+    rejoin_timeout : float (default: 0.0)
+        Seconds to wait for a party whose SuperNode left mid-run to connect
+        again (as a new node, identified by its agent id); its pending message
+        then goes to the new node (:mod:`strategies.rejoin`). ``0``: go on
+        without it, as with a party that failed.
     on_mix : callable, optional
         Called as ``on_mix(server_round, node_ids, result)`` after each mixing.
 
@@ -105,6 +111,8 @@ class OTMStrategy(Strategy):
     ----------
     state : ServerState
         Everything kept between rounds; after a run, its metrics and counters.
+        Kept per agent (the ``agent-id`` a party reports), not per node: a
+        party whose SuperNode restarts with a new node id is the same agent.
     """
 
     def __init__(
@@ -123,6 +131,7 @@ class OTMStrategy(Strategy):
         aggregation: str = "mean",
         label_cost: bool = False,
         checkpoint_dir: str | None = None,
+        rejoin_timeout: float = 0.0,
         on_mix: MixCallback | None = None,
     ) -> None:
         if not 0.0 < fraction_train <= 1.0 or not 0.0 <= fraction_evaluate <= 1.0:
@@ -131,6 +140,8 @@ class OTMStrategy(Strategy):
             )
         if share not in SHARING:
             raise ValueError(f"share must be one of {SHARING}, got {share!r}")
+        if rejoin_timeout < 0:
+            raise ValueError(f"rejoin_timeout must be >= 0, got {rejoin_timeout}")
         if aggregation not in AGGREGATIONS:
             raise ValueError(
                 f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}"
@@ -147,8 +158,11 @@ class OTMStrategy(Strategy):
         self.aggregation = aggregation
         self.label_cost = label_cost
         self.checkpoint_dir = checkpoint_dir
+        self.rejoin_timeout = rejoin_timeout
         self.on_mix = on_mix
         self.state = ServerState(latent_dim=latent_dim)
+        self.timeout = 60.0  # of a query to the nodes; the run's, once started
+        self.connected: list[int] = []  # the nodes of the current phase
 
     @classmethod
     def from_run_config(cls, config: RunConfig, num_agents: int) -> OTMStrategy:
@@ -171,6 +185,7 @@ class OTMStrategy(Strategy):
             aggregation=config.parameter_aggregation,
             label_cost=config.label_cost,
             checkpoint_dir=config.checkpoint_dir or None,
+            rejoin_timeout=config.rejoin_timeout,
         )
 
     def summary(self) -> None:
@@ -194,6 +209,29 @@ class OTMStrategy(Strategy):
             self.min_agents,
         )
 
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+    ) -> Result:
+        """Flower's ``Strategy.start`` on a :class:`RejoiningGrid` around ``grid``."""
+        self.timeout = timeout
+        rejoining = RejoiningGrid(grid, self.state.node_agents, self.rejoin_timeout)
+        return super().start(
+            rejoining,
+            initial_arrays,
+            num_rounds,
+            timeout,
+            train_config,
+            evaluate_config,
+            evaluate_fn,
+        )
+
     # ---------------------------------------------------------------- training
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -213,15 +251,15 @@ class OTMStrategy(Strategy):
             INFO,
             "configure_train: %d agents, %d with mixed codes",
             len(node_ids),
-            sum(n in targets for n in node_ids),
+            sum(self._agent(n) in targets for n in node_ids),
         )
         messages = []
         for node_id in node_ids:
             content = RecordDict(
                 {P.CONFIG_RECORD: self._round_config(config, server_round)}
             )
-            if node_id in targets:
-                mixed, barycenter = targets[node_id]
+            if (agent := self._agent(node_id)) in targets:
+                mixed, barycenter = targets[agent]
                 content[P.CODES_RECORD] = targets_record(mixed, barycenter)
                 self.state.bytes_down += 4 * (mixed.size + barycenter.size)
             self._attach_shared(content)
@@ -264,6 +302,8 @@ class OTMStrategy(Strategy):
     def _read(self, server_round: int, replies: Iterable[Message]) -> list[Upload]:
         """Readable uploads in agent order; counts their bytes, notes agent ids."""
         state, uploads = self.state, []
+        replies = sorted(replies, key=lambda m: m.metadata.src_node_id)
+        replied = {m.metadata.src_node_id for m in replies}
         for msg in replies:
             node_id = msg.metadata.src_node_id
             try:
@@ -279,11 +319,15 @@ class OTMStrategy(Strategy):
                 state.reject(server_round, node_id, err.reason)
                 continue
             state.bytes_up += upload.nbytes
+            agent_id = upload.metrics.get(P.KEY_AGENT)
+            if isinstance(agent_id, int) and not self._claim(
+                server_round, node_id, agent_id, replied
+            ):
+                continue
             if state.latent_dim is None:
                 state.latent_dim = upload.codes.shape[1]
             uploads.append(upload)
-            if isinstance(agent_id := upload.metrics.get(P.KEY_AGENT), int):
-                state.node_agents[node_id] = agent_id
+            if isinstance(agent_id, int):
                 state.train_metrics[agent_id] = scalar_metrics(upload.metrics)
         # A fixed agent order (not arrival order) keeps runs reproducible.
         agents = state.node_agents
@@ -339,7 +383,7 @@ class OTMStrategy(Strategy):
         return None if state.shared is None else arrays_record(state.shared)
 
     def _mix(self, server_round: int, uploads: list[Upload]) -> None:
-        """Mix the uploads' codes; keep each node's targets for the next round."""
+        """Mix the uploads' codes; keep each agent's targets for the next round."""
         node_ids = [u.node_id for u in uploads]
         outcome = self.mixer.mix(
             server_round,
@@ -351,7 +395,9 @@ class OTMStrategy(Strategy):
         if outcome.result is None:
             return
         self.state.mix_seconds.append(outcome.seconds)
-        self.state.targets.update(outcome.targets)
+        self.state.targets.update(
+            {self._agent(node): t for node, t in outcome.targets.items()}
+        )
         if self.on_mix is not None:
             self.on_mix(server_round, node_ids, outcome.result)
 
@@ -398,6 +444,8 @@ class OTMStrategy(Strategy):
     ) -> MetricRecord | None:
         """Keep each agent's evaluation metrics; their mean over agents."""
         per_agent: dict[int, dict[str, float]] = {}
+        replies = sorted(replies, key=lambda m: m.metadata.src_node_id)
+        replied = {m.metadata.src_node_id for m in replies}
         for msg in replies:
             node_id = msg.metadata.src_node_id
             try:
@@ -405,7 +453,11 @@ class OTMStrategy(Strategy):
             except RejectedReply as err:
                 self.state.reject(server_round, node_id, err.reason)
                 continue
-            per_agent[int(values.get(P.KEY_AGENT, node_id))] = values
+            agent = int(values.get(P.KEY_AGENT, node_id))
+            claimed = P.KEY_AGENT in values
+            if claimed and not self._claim(server_round, node_id, agent, replied):
+                continue
+            per_agent[agent] = values
         self.state.agent_metrics[server_round] = per_agent
         if self.checkpoint_dir:
             self.state.write_checkpoint(self.checkpoint_dir, server_round, self.share)
@@ -420,7 +472,8 @@ class OTMStrategy(Strategy):
         """Continue the run checkpointed in ``folder``; return its last round.
 
         Start this strategy with the remaining rounds; mix targets reach their
-        agents once :meth:`bind_agents` has learnt which node holds which agent.
+        agents' nodes as :meth:`bind_agents` (or the first query to an unknown
+        node) learns which node holds which agent.
 
         Raises
         ------
@@ -431,14 +484,54 @@ class OTMStrategy(Strategy):
         return self.state.round_offset
 
     def bind_agents(self, node_agents: Mapping[int, int]) -> None:
-        """Record which node holds which agent; route resumed targets to them."""
+        """Record which node holds which agent."""
         self.state.bind_agents(node_agents)
 
     # ----------------------------------------------------------------- helpers
     def _sample(self, grid: Grid, fraction: float, server_round: int) -> list[int]:
-        """Sorted node ids: ``fraction`` of the nodes, seeded by ``(seed, round)``."""
+        """Sorted node ids: ``fraction`` of the nodes, seeded by ``(seed, round)``.
+
+        Waits first for departed parties to rejoin (``rejoin_timeout``); nodes
+        not heard from yet are asked which agent they hold, once some are known.
+        """
+        if isinstance(grid, RejoiningGrid):
+            grid.await_missing(self.timeout)
         seed = [self.seed, server_round, 29]
-        return sample_seeded(grid, fraction, self.min_available_nodes, seed)
+        node_ids = sample_seeded(grid, fraction, self.min_available_nodes, seed)
+        self.connected = [int(n) for n in grid.get_node_ids()]
+        agents = self.state.node_agents
+        unknown = [n for n in node_ids if n not in agents]
+        if unknown and agents:
+            refused = bind(
+                agents, identify_nodes(grid, unknown, self.timeout), self.connected
+            )
+            for node, agent in refused:
+                log(
+                    WARNING,
+                    "node %d claims agent %d, held by another node",
+                    node,
+                    agent,
+                )
+        return node_ids
+
+    def _agent(self, node_id: int) -> int:
+        """The agent ``node_id`` holds (its node id while it has not said)."""
+        return self.state.node_agents.get(node_id, node_id)
+
+    def _claim(
+        self, server_round: int, node_id: int, agent: int, replied: set[int]
+    ) -> bool:
+        """Bind ``node_id`` to the ``agent`` its reply reports; a claim on an
+        agent that another connected (or replying) node holds is rejected
+        (``False``)."""
+        connected = set(self.connected) | replied
+        if not bind(self.state.node_agents, {node_id: agent}, connected):
+            return True
+        holder = next(n for n, a in self.state.node_agents.items() if a == agent)
+        self.state.reject(
+            server_round, node_id, f"claims agent {agent}, held by node {holder}"
+        )
+        return False
 
     def _round_config(self, config: ConfigRecord, server_round: int) -> ConfigRecord:
         return round_config(config, server_round, self.mix_batch_size, self.share)

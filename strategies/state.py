@@ -40,11 +40,11 @@ class ServerState:
     round_offset : int
         Rounds completed before a resumed run started (Flower counts from 1).
     targets : dict of int to (ndarray, ndarray)
-        Per node: ``(mixed, barycenter)`` from the latest mixing, sent next round.
-    resumed_targets : dict of int to (ndarray, ndarray)
-        Targets of a resumed run by agent id, until nodes are identified.
+        Per agent id: ``(mixed, barycenter)`` from the latest mixing, sent next
+        round to whichever node then holds the agent.
     node_agents : dict of int to int
-        Node id -> the agent id it reports.
+        Node id -> the agent id it reports (a restarted SuperNode's new node id
+        is bound to its agent again, see :mod:`strategies.rejoin`).
     agent_metrics : dict
         ``{round: {agent_id: evaluation metrics}}``.
     train_metrics : dict
@@ -68,7 +68,6 @@ class ServerState:
     shared: dict[str, np.ndarray] | None = None
     round_offset: int = 0
     targets: dict[int, Targets] = field(default_factory=dict)
-    resumed_targets: dict[int, Targets] = field(default_factory=dict)
     node_agents: dict[int, int] = field(default_factory=dict)
     agent_metrics: dict[int, dict[int, dict[str, float]]] = field(default_factory=dict)
     train_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
@@ -84,26 +83,22 @@ class ServerState:
         log(WARNING, "round %d: node %d left out: %s", server_round, node_id, reason)
 
     def bind_agents(self, node_agents: Mapping[int, int]) -> None:
-        """Record which node holds which agent; route resumed targets to them."""
-        self.node_agents.update(node_agents)
+        """Record which node holds which agent (an agent's earlier node is
+        forgotten)."""
         for node_id, agent in node_agents.items():
-            if agent in self.resumed_targets:
-                self.targets[node_id] = self.resumed_targets.pop(agent)
+            for old in [n for n, a in self.node_agents.items() if a == agent]:
+                del self.node_agents[old]
+            self.node_agents[node_id] = agent
 
     def write_checkpoint(
         self, folder: str | Path, server_round: int, share: str
     ) -> Path:
         """Write the state after ``server_round`` into ``folder``.
 
-        Targets of nodes whose agent is unknown are left out (they could not be
-        re-addressed after a restart). ``share`` is the run's sharing mode,
-        checked on resume.
+        ``share`` is the run's sharing mode, checked on resume.
         """
         arrays: dict[str, np.ndarray] = {}
-        for node_id, (mixed, barycenter) in self.targets.items():
-            agent = self.node_agents.get(node_id)
-            if agent is None:
-                continue
+        for agent, (mixed, barycenter) in self.targets.items():
             arrays[f"mixed-{agent}"] = mixed
             arrays[f"barycenter-{agent}"] = barycenter
         for key, value in (self.shared or {}).items():
@@ -130,8 +125,8 @@ class ServerState:
     def from_checkpoint(cls, folder: str | Path, share: str) -> ServerState:
         """The state :meth:`write_checkpoint` stored in ``folder``.
 
-        Its ``round_offset`` is the checkpointed round; its targets wait in
-        ``resumed_targets`` until :meth:`bind_agents` maps agents to nodes.
+        Its ``round_offset`` is the checkpointed round; its targets (by agent)
+        reach the nodes :meth:`bind_agents` maps to their agents.
 
         Raises
         ------
@@ -152,7 +147,7 @@ class ServerState:
             code_width=meta.get("code_width"),
             shared=None if keys is None else {k: arrays[f"shared-{k}"] for k in keys},
             round_offset=int(meta["round"]),
-            resumed_targets=_agent_targets(arrays),
+            targets=_agent_targets(arrays),
             agent_metrics=_agent_metrics(meta["agent_metrics"]),
             train_metrics={int(a): dict(m) for a, m in meta["train_metrics"].items()},
             bytes_up=int(meta["bytes_up"]),

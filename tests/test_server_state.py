@@ -17,10 +17,9 @@ def a_state() -> ServerState:
         latent_dim=4,
         code_width=7,
         shared={"head.weight": rng.normal(size=(3, 4)), "head.bias": np.zeros(3)},
-        targets={
-            11: (rng.normal(size=(5, 4)), rng.normal(size=(5, 4))),
-            12: (rng.normal(size=(6, 4)), rng.normal(size=(6, 4))),
-            13: (rng.normal(size=(2, 4)), rng.normal(size=(2, 4))),  # agent unknown
+        targets={  # by agent id
+            0: (rng.normal(size=(5, 4)), rng.normal(size=(5, 4))),
+            1: (rng.normal(size=(6, 4)), rng.normal(size=(6, 4))),
         },
         node_agents={11: 0, 12: 1},
         agent_metrics={1: {0: {"acc": 0.5}, 1: {"acc": 0.25}}},
@@ -52,14 +51,15 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert list(resumed.shared) == list(state.shared)
     for key, value in state.shared.items():
         np.testing.assert_array_equal(resumed.shared[key], value)
-    # targets wait by agent id (node 13's agent is unknown: not kept)
-    assert resumed.targets == {} and sorted(resumed.resumed_targets) == [0, 1]
+    # targets are kept by agent id; nodes are bound to agents afresh
+    assert sorted(resumed.targets) == [0, 1] and resumed.node_agents == {}
+    for agent in (0, 1):
+        for got, want in zip(resumed.targets[agent], state.targets[agent], strict=True):
+            np.testing.assert_array_equal(got, want)
     resumed.bind_agents({21: 1, 22: 0, 23: 5})
     assert resumed.node_agents == {21: 1, 22: 0, 23: 5}
-    assert sorted(resumed.targets) == [21, 22] and resumed.resumed_targets == {}
-    for node, old in ((21, 12), (22, 11)):
-        for got, want in zip(resumed.targets[node], state.targets[old], strict=True):
-            np.testing.assert_array_equal(got, want)
+    resumed.bind_agents({31: 1})  # agent 1 on a new node: its old one forgotten
+    assert resumed.node_agents == {22: 0, 23: 5, 31: 1}
 
 
 def test_resume_checks_the_sharing_mode_and_names_the_folder(tmp_path: Path) -> None:
