@@ -264,14 +264,17 @@ class FastSolver:
         self.z = n_bary * z
         self.st = LowRankStructure(self.z, None if dense is None else dense * n_bary**2)
 
-    def _finish_batch(self, b: int, st64: LowRankStructure) -> np.ndarray:
+    def _finish_batch(
+        self, b: int, st64: LowRankStructure, with_costs: bool = True
+    ) -> np.ndarray:
         """Round (and polish) batch ``b``'s plans in float64, a few at a time.
 
         Each plan is rounded onto the couplings in float64, polished, and
         written back into the working plan tensor; the returned float64 costs
         are those of the plan that :meth:`TorchTransport.plan64` forms from
-        it. At most ``chunk`` float64 plans exist at once (two large ones, or
-        as many small ones as fit in ``batch_elements`` entries).
+        it (not computed without ``with_costs``: the array is then unset). At
+        most ``chunk`` float64 plans exist at once (two large ones, or as many
+        small ones as fit in ``batch_elements`` entries).
         """
         idx, cl = self.batches[b]
         t = self.plans[b]
@@ -293,6 +296,8 @@ class FastSolver:
                 t64 = polish(prob, t64, self.polish_steps, dual)
             t[sl] = t64
             del t64
+            if not with_costs:
+                continue
             t64 = round_to_coupling(
                 t[sl].to(torch.float64).clamp_(min=0.0), prob.p, cl64.q[0]
             )
@@ -312,7 +317,7 @@ class FastSolver:
         (and a free structure) to the polished plans (:meth:`update`)."""
         st64 = self._st64()
         for b, (_, cl) in enumerate(self.batches):
-            self._finish_batch(b, st64)
+            self._finish_batch(b, st64, with_costs=False)
             state = self.state[b]
             assert state is not None  # every batch was solved
             t = self.plans[b]
