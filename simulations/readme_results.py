@@ -13,6 +13,7 @@ regime measured by a later command joins the rows of the earlier ones.
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,11 +47,45 @@ README_METHODS = ("otm", "otm-head", "fedavg", "local", "raw", "oracle")
 COMMAND_FILE = "command.json"
 
 
+#: The code a bench run imports: what the recorded commit describes.
+_SOURCE_DIRS = ("otm_flower", "simulations", "strategies", "clients", "configs")
+
+
+def source_commit(root: str | Path | None = None) -> str | None:
+    """The git commit of the code that runs (``+dirty`` when its source folders
+    have uncommitted changes), or ``None`` outside a git checkout."""
+    repo = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(repo)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--", *_SOURCE_DIRS],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if status else head
+
+
 def record_command(out_dir: str | Path, argv: Sequence[str]) -> Path:
-    """Write ``out_dir/command.json``: the bench command line, date and machine."""
+    """Write ``out_dir/command.json``: the bench command line, date, machine and
+    the commit of the code (:func:`source_commit`)."""
     path = Path(out_dir) / COMMAND_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"argv": ["otm-flower", "bench", *argv], "machine": machine_stamp()}
+    doc = {
+        "argv": ["otm-flower", "bench", *argv],
+        "machine": machine_stamp(),
+        "commit": source_commit(),
+    }
     path.write_text(json.dumps(doc, indent=2))
     return path
 
@@ -62,7 +97,8 @@ def _recorded(folder: Path) -> str:
         return f"`{folder.name}` (command not recorded)"
     doc = json.loads(path.read_text())
     command = " ".join(doc.get("argv", []))
-    return f"`{command}` ({doc.get('machine', 'machine unknown')})"
+    commit = f", commit {doc['commit']}" if doc.get("commit") else ""
+    return f"`{command}` ({doc.get('machine', 'machine unknown')}{commit})"
 
 
 def _agreement(runs: list[dict[str, Any]]) -> str:

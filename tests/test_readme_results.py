@@ -149,3 +149,28 @@ def test_readme_without_markers_is_refused(tmp_path: Path) -> None:
         from simulations.readme_results import read_block
 
         read_block(readme)
+
+
+def test_source_commit_names_the_code_and_says_when_it_is_edited(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    from simulations.readme_results import source_commit
+
+    assert source_commit(tmp_path) is None  # not a git checkout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "otm_flower").mkdir()
+    code = tmp_path / "otm_flower" / "m.py"
+    code.write_text("x = 1\n")
+    (tmp_path / "notes.md").write_text("n\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    (tmp_path / "notes.md").write_text("edited, not code\n")
+    assert source_commit(tmp_path) == head
+    code.write_text("x = 2\n")
+    assert source_commit(tmp_path) == f"{head}+dirty"
