@@ -252,6 +252,7 @@ class FastSolver:
             if self.structure == "features"
             else torch.zeros(n_bary, n_bary, dtype=self.dtype, device=self.dev)
         )
+        left, right = [], []
         for (idx, _), state in zip(self.batches, self.state, strict=True):
             assert state is not None  # every batch was solved
             tr, w = state[1], self.w[idx]
@@ -261,8 +262,17 @@ class FastSolver:
                 fa = torch.cat([ta, t1, ty], 2)
                 fb = torch.cat([t1, ta, -2.0 * ty], 2)
                 dense += torch.einsum("b,bir,bjr->ij", w, fa, fb)
+                # C = sum_b w_b fa_b fb_b^T: the factors side by side
+                left.append((w[:, None, None] * fa).permute(1, 0, 2).flatten(1))
+                right.append(fb.permute(1, 0, 2).flatten(1))
         self.z = n_bary * z
-        self.st = LowRankStructure(self.z, None if dense is None else dense * n_bary**2)
+        if dense is None:
+            self.st = LowRankStructure(self.z, None)
+            return
+        scale = float(n_bary) ** 2
+        u, v = torch.cat(left, 1) * scale, torch.cat(right, 1)
+        low_rank = 2 * u.shape[1] < n_bary  # cheaper than the dense products
+        self.st = LowRankStructure(self.z, dense * scale, (u, v) if low_rank else None)
 
     def _finish_batch(
         self, b: int, st64: LowRankStructure, with_costs: bool = True
@@ -307,10 +317,7 @@ class FastSolver:
 
     def _st64(self) -> LowRankStructure:
         """The current support's structure in float64."""
-        dense = self.st.dense
-        return LowRankStructure(
-            self.z.to(torch.float64), None if dense is None else dense.to(torch.float64)
-        )
+        return self.st.to(torch.float64)
 
     def _polished_update(self) -> None:
         """Polish every plan against the current support, then move the support

@@ -55,16 +55,39 @@ def quad_struct(a: torch.Tensor, z: torch.Tensor, p: torch.Tensor) -> torch.Tens
 
 
 class LowRankStructure:
-    """Barycenter structure ``C``: low-rank ``D(z, z)`` or a dense matrix."""
+    """Barycenter structure ``C``: low-rank ``D(z, z)`` or a dense matrix.
 
-    def __init__(self, z: torch.Tensor, dense: torch.Tensor | None) -> None:
+    A dense ``C`` may come with factors ``(U, V)``, ``C = U V^T`` (the free
+    structure update's, rank ``K (d + 2)``): products with ``C`` then use
+    them, which is cheaper while the rank is below about ``N / 2``.
+    """
+
+    def __init__(
+        self,
+        z: torch.Tensor,
+        dense: torch.Tensor | None,
+        dense_factors: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         self.dense = dense
         self.a, self.fa, self.fb = factors(z)
         self.z = z
+        self.dense_factors = dense_factors
         self._quad_uniform: torch.Tensor | None = None
+
+    def to(self, dtype: torch.dtype) -> LowRankStructure:
+        """The same structure in ``dtype``."""
+        dense, fac = self.dense, self.dense_factors
+        return LowRankStructure(
+            self.z.to(dtype),
+            None if dense is None else dense.to(dtype),
+            None if fac is None else (fac[0].to(dtype), fac[1].to(dtype)),
+        )
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """``C @ x`` for ``x`` of shape ``(B, N, r)``."""
+        if self.dense_factors is not None:
+            u, v = self.dense_factors
+            return torch.matmul(u, torch.matmul(v.T, x))
         if self.dense is not None:
             return torch.matmul(self.dense, x)
         return torch.matmul(self.fa, torch.matmul(self.fb.T, x))
