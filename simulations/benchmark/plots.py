@@ -362,8 +362,9 @@ def plot_link_rate(results: list[dict[str, Any]], path: str | Path) -> Path:
         raise ValueError("no otm run with a local run of the same data set and seed")
     fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot(1, 1, 1)
-    for dataset, by_rate in sorted(gains.items()):
+    for i, (dataset, by_rate) in enumerate(sorted(gains.items())):
         rates = sorted(by_rate)
+        dodge = 1.04 ** (i - (len(gains) - 1) / 2)  # error bars side by side
         mean = [100 * float(np.mean(by_rate[x])) for x in rates]
         std = [
             100 * float(np.std(by_rate[x], ddof=1)) if len(by_rate[x]) > 1 else 0.0
@@ -371,10 +372,14 @@ def plot_link_rate(results: list[dict[str, Any]], path: str | Path) -> Path:
         ]
         seeds = sorted({len(by_rate[x]) for x in rates})
         label = f"{dataset} ({'/'.join(map(str, seeds))} seeds)"
-        ax.errorbar(rates, mean, yerr=std, marker="o", capsize=3, label=label)
+        at = [rate * dodge for rate in rates]
+        ax.errorbar(at, mean, yerr=std, marker="o", capsize=3, label=label)
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.axhline(-0.5, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
+    rates = sorted({rate for by_rate in gains.values() for rate in by_rate})
+    ax.set_xticks(rates, [f"{rate:.0%}" for rate in rates])
+    ax.minorticks_off()
     ax.set_xlabel("share of linked records (anchor-rate)")
     ax.set_ylabel("otm − local, test ACC (points)")
     ax.set_title("Gain of OTM over training alone against the link rate")
