@@ -138,19 +138,22 @@ class RejoiningGrid(Grid):
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         """Flower's send and receive; lost parties' messages sent again."""
-        sent = {m.metadata.dst_node_id: m for m in messages}
-        replies = list(self.grid.send_and_receive(list(sent.values()), timeout=timeout))
+        messages = list(messages)
+        replies = list(self.grid.send_and_receive(messages, timeout=timeout))
         if self.rejoin_timeout <= 0:
             return replies
+        # Sending gave each message its id; an error reply answers one.
+        sent = {m.metadata.message_id: m for m in messages}
         return [self._again(r, sent, timeout) if _lost(r) else r for r in replies]
 
     def _again(
-        self, reply: Message, sent: Mapping[int, Message], timeout: float | None
+        self, reply: Message, sent: Mapping[str, Message], timeout: float | None
     ) -> Message:
         """The reply of the lost party's new node to its message (or ``reply``)."""
-        node = reply.metadata.src_node_id
-        agent, original = self.node_agents.get(node), sent.get(node)
-        if agent is None or original is None:
+        original = sent.get(reply.metadata.reply_to_message_id)
+        node = None if original is None else original.metadata.dst_node_id
+        agent = None if node is None else self.node_agents.get(node)
+        if original is None or agent is None:
             return reply
         new = self.await_agent(agent, timeout or 60.0)
         if new is None:
@@ -191,7 +194,9 @@ class RejoiningGrid(Grid):
             a for n, a in self.node_agents.items() if n in connected
         }
         for agent in sorted(missing):
-            if self.await_agent(agent, timeout) is None:
+            if (node := self.await_agent(agent, timeout)) is not None:
+                log(INFO, "agent %d is back as node %d", agent, node)
+            else:
                 log(WARNING, "agent %d did not come back; going on without it", agent)
                 for node in [n for n, a in self.node_agents.items() if a == agent]:
                     del self.node_agents[node]  # not waited for again

@@ -2,18 +2,23 @@
 
 A loopback SuperLink (its state in a database file) and one warm SuperNode per
 agent (:mod:`clients.supernode`, :mod:`clients.warm_exec`) run three rounds
-with ``checkpoint-dir``. As round 3 starts, the SuperLink with its ServerApp
-and party 1's SuperNode are killed (whole process groups); both are started
-again, the SuperLink on the same database and port, and the run is submitted
-again with ``resume=true``: the server continues from its round-2 checkpoint,
-every party from its own node-local one. As the resumed round 3 starts, party
-2's SuperNode dies for good: the run still completes with the others.
+with ``checkpoint-dir`` and ``rejoin-timeout``. As round 2 starts, party 0's
+SuperNode is killed and started again while the SuperLink and ServerApp keep
+running: it connects as a new node, the server recognises it by its agent id
+and sends it the party's round-2 message again (whichever phase the kill cut
+short), and the party continues from its node-local checkpoint. As round 3
+starts, the SuperLink with its ServerApp and party 1's SuperNode are killed
+(whole process groups); both are started again, the SuperLink on the same
+database and port, and the run is submitted again with ``resume=true``: the
+server continues from its round-2 checkpoint, every party from its own
+node-local one. As the resumed round 3 starts, party 2's SuperNode dies for
+good: the run still completes with the others.
 
-Parties 0 and 1 end with exactly the metrics of the same run uninterrupted
-(same seed, the in-process runtime): a party's round-3 scores depend on its
-own training with the targets mixed in round 2, not on who replies in round 3.
-Party 2's last report (round 2) is kept, equal to the uninterrupted run's
-after two rounds.
+The first two rounds' metrics equal the same run's uninterrupted (same seed,
+the in-process runtime), and parties 0 and 1 end with exactly its final
+metrics: a party's round-3 scores depend on its own training with the targets
+mixed in round 2, not on who replies in round 3. Party 2's last report (round
+2) is kept, equal to the uninterrupted run's after two rounds.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,16 +84,32 @@ def start_node(procs: Processes, i: int, port: int, data: Path) -> list:
     return start_supernode(procs, f"node{i}", f"{LOCALHOST}:{port}", config)
 
 
-def kill_at(procs: Processes, marker: str, doomed: list[subprocess.Popen]):
-    """A line callback that ends ``doomed`` when a line holds ``marker``."""
+def kill_at(
+    procs: Processes,
+    marker: str,
+    doomed: list[subprocess.Popen],
+    then: Callable[[], object] | None = None,
+):
+    """A line callback that ends ``doomed`` when a line holds ``marker`` (and
+    then calls ``then``)."""
 
     def on_line(line: str) -> None:
         if marker in line and not on_line.fired:  # type: ignore[attr-defined]
             on_line.fired = True  # type: ignore[attr-defined]
             for proc in doomed:
                 procs.stop(proc)
+            if then is not None:
+                then()
 
     on_line.fired = False  # type: ignore[attr-defined]
+    return on_line
+
+
+def both(*callbacks: Callable[[str], None]) -> Callable[[str], None]:
+    def on_line(line: str) -> None:
+        for callback in callbacks:
+            callback(line)
+
     return on_line
 
 
@@ -111,10 +132,14 @@ def test_run_resumes_after_restarts_and_survives_a_dead_party(
     wait_for_port(port)
     time.sleep(3)
 
-    first = {**values, "out": str(tmp_path / "first.json")}
+    first = {**values, "rejoin-timeout": 90.0, "out": str(tmp_path / "first.json")}
+    restart = kill_at(
+        procs, "[ROUND 2/3]", nodes[0], lambda: start_node(procs, 0, port, data)
+    )
     killer = kill_at(procs, "[ROUND 3/3]", [link, *nodes[1]])
-    stream_run(procs, run_config(first), killer, timeout=400)
-    assert killer.fired, "the first run never reached round 3"
+    _, output = stream_run(procs, run_config(first), both(restart, killer), 400)
+    assert restart.fired and killer.fired, output[-3000:]
+    assert "agent 0 left node" in output or "agent 0 is back" in output, output
     assert json.loads((folder / "server.json").read_text())["meta"]["round"] == 2
     assert not (tmp_path / "first.json").exists()
 

@@ -45,9 +45,11 @@ class FederationGrid(StaticGrid):
         replies = []
         for msg in messages:
             self.sent.append(msg)
+            msg.metadata.__dict__["_message_id"] = f"m{len(self.sent)}"  # as Flower
             node = msg.metadata.dst_node_id
-            if node in self.gone:
-                lost = incoming(RecordDict(), msg.metadata.message_type, src=node)
+            if node in self.gone:  # Flower's error reply comes from the SuperLink
+                lost = incoming(RecordDict(), msg.metadata.message_type, src=1)
+                lost.metadata.__dict__["_reply_to_message_id"] = msg.metadata.message_id
                 error = Error(code=ErrorCode.NODE_UNAVAILABLE, reason="node left")
                 replies.append(Message(error, metadata=lost.metadata))
                 continue
@@ -159,7 +161,7 @@ def test_a_lost_message_goes_to_the_agents_new_node(rejoin: float) -> None:
     replies = list(grid.send_and_receive(messages, timeout=5))
     sources = sorted(r.metadata.src_node_id for r in replies)
     if rejoin == 0:  # the loss stands
-        assert sources == [10, 11] and any(r.has_error() for r in replies)
+        assert sources == [1, 11] and any(r.has_error() for r in replies)
         return
     assert sources == [11, 20] and not any(r.has_error() for r in replies)
     assert node_agents == {11: 1, 20: 0}
