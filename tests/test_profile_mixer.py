@@ -30,3 +30,16 @@ def test_instrumented_restores_after_an_error():
     except RuntimeError:
         pass
     assert [getattr(owner, attr) for _, owner, attr in PIECES] == before
+
+
+def test_assignment_times_solve_each_polish_problem_raw_and_reduced():
+    from otm_flower.barycenter import linear_steps
+    from simulations.profile_mixer import assignment_times
+
+    reduce = linear_steps.reduce_costs
+    clouds = clustered_clouds(48, 3, 4, seed=0)
+    rows = assignment_times(clouds, alpha=0.5, n_iter=3, threads=1)
+    assert len(rows) == 6  # 3 clouds, polished twice (the polished update)
+    assert all(r["same_cost"] for r in rows)  # the same optimum either way
+    assert all(r["raw_s"] > 0 and r["reduced_s"] > 0 for r in rows)
+    assert linear_steps.reduce_costs is reduce  # restored
