@@ -51,7 +51,7 @@ class FederationGrid(StaticGrid):
                 lost = incoming(RecordDict(), msg.metadata.message_type, src=1)
                 lost.metadata.__dict__["_reply_to_message_id"] = msg.metadata.message_id
                 error = Error(code=ErrorCode.NODE_UNAVAILABLE, reason="node left")
-                replies.append(Message(error, metadata=lost.metadata))
+                replies.append(Message(error, metadata=lost.metadata))  # type: ignore[call-overload]
                 continue
             metrics = MetricRecord({P.KEY_AGENT: self.agents[node]})
             content = RecordDict({P.METRICS_RECORD: metrics})
