@@ -315,9 +315,14 @@ class FastSolver:
             del t64
         return costs
 
-    def _st64(self) -> LowRankStructure:
-        """The current support's structure in float64."""
-        return self.st.to(torch.float64)
+    def _st64(self, dense_only: bool = False) -> LowRankStructure:
+        """The current support's structure in float64 (``dense_only``: a free
+        structure without its factors, so that costs are exact to the dense
+        matrix the result returns)."""
+        st = self.st.to(torch.float64)
+        if dense_only:
+            st.dense_factors = None
+        return st
 
     def _polished_update(self) -> None:
         """Polish every plan against the current support, then move the support
@@ -348,7 +353,7 @@ class FastSolver:
         if self._polished():
             for _ in range(self.polish_updates):
                 self._polished_update()
-        st64 = self._st64()
+        st64 = self._st64(dense_only=True)
         z64, dense64 = st64.z, st64.dense
         costs64 = np.empty(self.n_clouds)
         for b, (idx, _) in enumerate(self.batches):
