@@ -119,9 +119,9 @@ def test_fixed_seed_metrics_unchanged(name: str, tmp_path: Path) -> None:
     golden = json.loads(GOLDEN.read_text())
     measured_on, here = golden.get(PLATFORM_KEY), numeric_platform()
     if measured_on != here:
-        measured_on = measured_on or {}
-        differ = {k: (measured_on.get(k), v) for k, v in here.items() if measured_on.get(k) != v}
-        pytest.skip(f"reference measured on another platform (reference, here): {differ}")
+        there = measured_on or {}
+        differ = {k: (there.get(k), v) for k, v in here.items() if there.get(k) != v}
+        pytest.skip(f"reference measured on another platform (there, here): {differ}")
     expected = golden[name]
     assert restricted(run_case(name, tmp_path), expected) == expected
 
