@@ -66,12 +66,14 @@ def sweep_cells(
 
     The private cells are OTM at each target epsilon, with the noise multiplier
     from :func:`calibrate` and ``overrides`` on top; the baselines (non-private
-    OTM and ``local``) take no overrides.
+    OTM and ``local``) take no overrides. The noise is calibrated for the
+    private cells' own settings, so an override of the rounds, the upload size
+    or the link rate changes it.
     """
     cells: list[tuple[str, str, dict[str, str]]] = []
     if baselines:
         cells += [("otm", "off", dict(ANCHORED)), ("local", "off", {})]
-    rounds, size, sizes = agent_sizes(ANCHORED)
+    rounds, size, sizes = agent_sizes({**ANCHORED, **overrides})
     for epsilon in epsilons:
         noise = _calibrated(epsilon, rounds, size, sizes, delta)
         print(f"epsilon {epsilon}: dp-noise {noise:.4f}", flush=True)

@@ -20,3 +20,12 @@ def test_overrides_reach_only_the_private_cells(baselines: bool) -> None:
     baseline = [(m, s) for m, label, s in cells if label == "off"]
     assert [m for m, _ in baseline] == (["otm", "local"] if baselines else [])
     assert all("term-guard" not in s and "dp-noise" not in s for _, s in baseline)
+
+
+def test_noise_is_calibrated_for_the_overridden_upload_size() -> None:
+    def noise(overrides: dict[str, str]) -> float:
+        (cell,) = sweep_cells([8.0], 3.0, 1e-5, overrides, baselines=False)
+        return float(cell[2]["dp-noise"])
+
+    # fewer rows drawn per round: more amplification by sampling, less noise
+    assert noise({"mix-batch-size": "64"}) < noise({})
