@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from logging import INFO, WARNING
+from logging import INFO
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result
 from flwr.supercore import log
@@ -28,6 +28,7 @@ from simulations.run_support import (
     wait_for_agents,
 )
 from strategies.otm import OTMStrategy
+from strategies.rejoin import identify_nodes
 from strategies.state import ServerState
 
 
@@ -71,31 +72,6 @@ class AgreementTracker:
         )
 
 
-def identify_agents(grid: Grid, timeout: float) -> dict[int, int]:
-    """Ask every node which agent it holds (``query.identify``): node id -> agent.
-
-    Used when resuming, so that checkpointed mix targets reach the right agents
-    before any of them has replied in the new run.
-    """
-    config = ConfigRecord({P.KEY_VERSION: P.PROTOCOL_VERSION})
-    messages = [
-        Message(
-            RecordDict({P.CONFIG_RECORD: config}),
-            dst_node_id=node_id,
-            message_type=f"query.{P.QUERY_IDENTIFY}",
-        )
-        for node_id in grid.get_node_ids()
-    ]
-    agents = {}
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        if reply.has_error() or P.METRICS_RECORD not in reply.content.metric_records:
-            log(WARNING, "node %d did not identify itself", reply.metadata.src_node_id)
-            continue
-        agent = reply.content.metric_records[P.METRICS_RECORD][P.KEY_AGENT]
-        agents[reply.metadata.src_node_id] = int(cast(int, agent))
-    return agents
-
-
 def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
     """Run a federated OTM job on ``grid`` and return its result document."""
     num_agents = expected_agents(config)
@@ -129,7 +105,8 @@ def run_otm(grid: Grid, config: RunConfig) -> dict[str, Any]:
 def resume(strategy: OTMStrategy, grid: Grid, config: RunConfig) -> int:
     """Load the run's checkpoint into ``strategy``; return the rounds it holds."""
     done = strategy.resume_from(config.checkpoint_dir)
-    strategy.bind_agents(identify_agents(grid, config.round_timeout))
+    nodes = grid.get_node_ids()
+    strategy.bind_agents(identify_nodes(grid, nodes, config.round_timeout))
     log(INFO, "resuming after round %d from %s", done, config.checkpoint_dir)
     return done
 
