@@ -257,8 +257,23 @@ def readme_block(folders: Sequence[str | Path], previous: str | None = None) -> 
     )
 
 
-def read_block(readme: str | Path) -> str:
-    """The README's current block between :data:`START` and :data:`END`.
+def read_block(readme: str | Path, markers: tuple[str, str] = (START, END)) -> str:
+    """The README's current block between the ``markers`` (the results block's).
+
+    Raises
+    ------
+    ValueError
+        When the README lacks either marker, or has them out of order.
+    """
+    text = Path(readme).read_text(encoding="utf-8")
+    start, end = _block_span(readme, text, markers)
+    return text[start:end]
+
+
+def update_readme(
+    readme: str | Path, block: str, markers: tuple[str, str] = (START, END)
+) -> Path:
+    """Replace the README's block between the ``markers`` (the results block's).
 
     Raises
     ------
@@ -267,24 +282,17 @@ def read_block(readme: str | Path) -> str:
     """
     path = Path(readme)
     text = path.read_text(encoding="utf-8")
-    start, end = text.find(START), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"{path} has no {START} ... {END} block to regenerate")
-    return text[start : end + len(END)]
-
-
-def update_readme(readme: str | Path, block: str) -> Path:
-    """Replace the README's block between :data:`START` and :data:`END`.
-
-    Raises
-    ------
-    ValueError
-        When the README lacks either marker, or has them out of order.
-    """
-    path = Path(readme)
-    text = path.read_text(encoding="utf-8")
-    start, end = text.find(START), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"{path} has no {START} ... {END} block to regenerate")
-    path.write_text(text[:start] + block + text[end + len(END) :], encoding="utf-8")
+    start, end = _block_span(path, text, markers)
+    path.write_text(text[:start] + block + text[end:], encoding="utf-8")
     return path
+
+
+def _block_span(
+    path: str | Path, text: str, markers: tuple[str, str]
+) -> tuple[int, int]:
+    """Where the block between ``markers`` starts and ends (end marker included)."""
+    first, last = markers
+    start, end = text.find(first), text.find(last)
+    if start < 0 or end < start:
+        raise ValueError(f"{path} has no {first} ... {last} block to regenerate")
+    return start, end + len(last)
