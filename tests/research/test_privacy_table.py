@@ -1,4 +1,4 @@
-"""The privacy table built from run files: cells, shares of the gain, the README block."""
+"""The privacy table from run files: cells, shares of the gain, the README block."""
 
 from __future__ import annotations
 
