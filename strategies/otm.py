@@ -14,6 +14,7 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
+from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 from flwr.supercore import log
@@ -162,6 +163,7 @@ class OTMStrategy(Strategy):
         self.on_mix = on_mix
         self.state = ServerState(latent_dim=latent_dim)
         self.timeout = 60.0  # of a query to the nodes; the run's, once started
+        self._outbox: list[Message] = []  # the round's messages, to name error senders
         self.connected: list[int] = []  # the nodes of the current phase
 
     @classmethod
@@ -268,6 +270,7 @@ class OTMStrategy(Strategy):
                     content=content, message_type=MessageType.TRAIN, dst_node_id=node_id
                 )
             )
+        self._outbox = messages
         return messages
 
     def aggregate_train(
@@ -302,10 +305,10 @@ class OTMStrategy(Strategy):
     def _read(self, server_round: int, replies: Iterable[Message]) -> list[Upload]:
         """Readable uploads in agent order; counts their bytes, notes agent ids."""
         state, uploads = self.state, []
-        replies = sorted(replies, key=lambda m: m.metadata.src_node_id)
-        replied = {m.metadata.src_node_id for m in replies}
+        replies = sorted(replies, key=self._sender)
+        replied = {self._sender(m) for m in replies}
         for msg in replies:
-            node_id = msg.metadata.src_node_id
+            node_id = self._sender(msg)
             try:
                 upload = read_train_reply(
                     msg,
@@ -429,6 +432,7 @@ class OTMStrategy(Strategy):
                     dst_node_id=node_id,
                 )
             )
+        self._outbox = messages
         return messages
 
     def aggregate_evaluate(
@@ -444,10 +448,10 @@ class OTMStrategy(Strategy):
     ) -> MetricRecord | None:
         """Keep each agent's evaluation metrics; their mean over agents."""
         per_agent: dict[int, dict[str, float]] = {}
-        replies = sorted(replies, key=lambda m: m.metadata.src_node_id)
-        replied = {m.metadata.src_node_id for m in replies}
+        replies = sorted(replies, key=self._sender)
+        replied = {self._sender(m) for m in replies}
         for msg in replies:
-            node_id = msg.metadata.src_node_id
+            node_id = self._sender(msg)
             try:
                 values = read_evaluate_reply(msg)
             except RejectedReply as err:
@@ -513,6 +517,16 @@ class OTMStrategy(Strategy):
                     agent,
                 )
         return node_ids
+
+    def _sender(self, reply: Message) -> int:
+        """The node ``reply`` speaks for: for an error the SuperLink wrote (a node
+        that went away), the addressee of the message it answers."""
+        node = reply.metadata.src_node_id
+        if node != SUPERLINK_NODE_ID:
+            return node
+        answered = reply.metadata.reply_to_message_id
+        sent = (m for m in self._outbox if m.metadata.message_id == answered)
+        return next((m.metadata.dst_node_id for m in sent), node)
 
     def _agent(self, node_id: int) -> int:
         """The agent ``node_id`` holds (its node id while it has not said)."""

@@ -178,3 +178,17 @@ def test_rejoin_waits_only_as_long_as_allowed() -> None:
     assert node_agents == {11: 1}  # given up: not waited for again
     with pytest.raises(ValueError, match="rejoin_timeout"):
         OTMStrategy(rejoin_timeout=-1)
+
+
+def test_a_superlink_error_is_recorded_against_the_node_that_left() -> None:
+    grid = FederationGrid({10: 0, 11: 1})
+    grid.gone = {10}
+    plain = strategy()
+    messages = list(plain.configure_train(1, ArrayRecord(), ConfigRecord(), grid))
+    assert sorted(m.metadata.dst_node_id for m in messages) == [10, 11]
+    replies = list(grid.send_and_receive(messages, timeout=5))
+    assert sorted(r.metadata.src_node_id for r in replies) == [1, 11]  # as Flower
+    plain.aggregate_train(1, [r for r in replies if r.has_error()])
+    assert [(node, reason) for _, node, reason in plain.state.rejected] == [
+        (10, "agent failed: node left")
+    ]
