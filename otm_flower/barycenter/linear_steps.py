@@ -146,8 +146,12 @@ def line_search(lin: torch.Tensor, quad: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _assignment_vertices(grad: torch.Tensor) -> torch.Tensor:
-    """Permutation couplings minimising ``<grad_b, P>`` (one assignment each)."""
+def _assignment_columns(grad: torch.Tensor) -> torch.Tensor:
+    """Permutations minimising ``<grad_b, P>``: column of each row ``(B, n)``.
+
+    One :func:`scipy.optimize.linear_sum_assignment` per plan (square costs:
+    its rows come back in order, so the columns alone say the permutation).
+    """
     n = grad.shape[1]
     costs = grad.cpu().numpy()
     workers = max(1, min(grad.shape[0], os.cpu_count() or 1))
@@ -157,10 +161,10 @@ def _assignment_vertices(grad: torch.Tensor) -> torch.Tensor:
         with ThreadPoolExecutor(workers) as pool:
             matches = list(pool.map(linear_sum_assignment, costs))
     del costs
-    vertex = torch.zeros_like(grad)
-    for b, (rows, cols) in enumerate(matches):
-        vertex[b, rows, cols] = 1.0 / n
-    return vertex
+    cols = torch.empty(grad.shape[:2], dtype=torch.long)
+    for b, (rows, col) in enumerate(matches):
+        cols[b, torch.as_tensor(rows)] = torch.as_tensor(col)
+    return cols.to(grad.device)
 
 
 def reduce_costs(grad: torch.Tensor, col_dual: torch.Tensor | None) -> torch.Tensor:
@@ -194,17 +198,23 @@ def polish(
     ``t`` is updated in place and returned.
     """
     tr = prob.products(t)
+    n = t.shape[1]
+    right = prob.right
     for _ in range(steps):
         grad, cta = prob.grad(tr)
-        dt = _assignment_vertices(reduce_costs(grad, col_dual))
-        del grad  # peak memory: at most two plan-sized arrays besides t
-        dt.sub_(t)
-        dtr = prob.products(dt)
+        cols = _assignment_columns(reduce_costs(grad, col_dual))
+        del grad  # peak memory: at most one plan-sized array besides t
+        # the vertex P / n enters through its products alone: row i of
+        # (P / n) [y, a, 1] is row cols[i] of [y, a, 1], over n (no pass
+        # over a plan-sized array)
+        index = cols[:, :, None].expand(-1, -1, right.shape[2])
+        dtr = torch.gather(right, 1, index).div_(n).sub_(tr)
         lin, quad = prob.lin_quad(dtr, cta)
         step = line_search(lin, quad)
         if not bool(torch.any(step > 0)):
             break
-        t.add_(dt.mul_(step[:, None, None]))  # in place: t is the caller's copy
+        # T + s (P / n - T) in place: t is the caller's copy
+        t.mul_((1.0 - step)[:, None, None])
+        t.scatter_add_(2, cols[:, :, None], (step / n)[:, None, None].expand(-1, n, 1))
         tr.add_(dtr.mul_(step[:, None, None]))
-        del dt
     return t

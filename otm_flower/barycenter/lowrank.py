@@ -58,8 +58,10 @@ class LowRankStructure:
     """Barycenter structure ``C``: low-rank ``D(z, z)`` or a dense matrix.
 
     A dense ``C`` may come with factors ``(U, V)``, ``C = U V^T`` (the free
-    structure update's, rank ``K (d + 2)``): products with ``C`` then use
-    them, which is cheaper while the rank is below about ``N / 2``.
+    structure update's, rank ``K (d + 2)``): products with ``C`` and
+    :meth:`quad` then use them, which is cheaper while the rank is below
+    about ``N / 2``, and the dense matrix is formed only when read
+    (``dense=None`` with factors: a free structure given by them alone).
     """
 
     def __init__(
@@ -68,34 +70,60 @@ class LowRankStructure:
         dense: torch.Tensor | None,
         dense_factors: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
-        self.dense = dense
+        self._dense = dense
         self.a, self.fa, self.fb = factors(z)
         self.z = z
         self.dense_factors = dense_factors
         self._quad_uniform: torch.Tensor | None = None
 
+    @property
+    def free(self) -> bool:
+        """Whether ``C`` is a free (dense) structure rather than ``D(z, z)``."""
+        return self._dense is not None or self.dense_factors is not None
+
+    @property
+    def dense(self) -> torch.Tensor | None:
+        """The dense ``C`` (formed from its factors on first read), or None."""
+        if self._dense is None and self.dense_factors is not None:
+            u, v = self.dense_factors
+            self._dense = u @ v.T
+        return self._dense
+
     def to(self, dtype: torch.dtype) -> LowRankStructure:
         """The same structure in ``dtype``."""
-        dense, fac = self.dense, self.dense_factors
+        dense, fac = self._dense, self.dense_factors
         return LowRankStructure(
             self.z.to(dtype),
             None if dense is None else dense.to(dtype),
             None if fac is None else (fac[0].to(dtype), fac[1].to(dtype)),
         )
 
+    def without_factors(self) -> LowRankStructure:
+        """The same structure, its products through the dense matrix alone."""
+        self.dense  # noqa: B018 (formed from the factors before they go)
+        self.dense_factors = None
+        self._quad_uniform = None
+        return self
+
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """``C @ x`` for ``x`` of shape ``(B, N, r)``."""
         if self.dense_factors is not None:
             u, v = self.dense_factors
             return torch.matmul(u, torch.matmul(v.T, x))
-        if self.dense is not None:
-            return torch.matmul(self.dense, x)
+        if self._dense is not None:
+            return torch.matmul(self._dense, x)
         return torch.matmul(self.fa, torch.matmul(self.fb.T, x))
 
     def quad(self, p: torch.Tensor) -> torch.Tensor:
         """``p^T (C * C) p`` for ``p`` of shape ``(B, N)``."""
-        if self.dense is not None:
-            return ((p @ (self.dense**2)) * p).sum(-1)
+        if self.dense_factors is not None:
+            # sum_ij p_i p_j (u_i . v_j)^2 = <U^T diag(p) U, V^T diag(p) V>
+            u, v = self.dense_factors
+            gu = torch.matmul(u.T, p[..., :, None] * u)
+            gv = torch.matmul(v.T, p[..., :, None] * v)
+            return (gu * gv).sum((-2, -1))
+        if self._dense is not None:
+            return ((p @ (self._dense**2)) * p).sum(-1)
         return quad_struct(self.a, self.z, p)
 
     def quad_uniform(self) -> torch.Tensor:
