@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -98,15 +99,26 @@ def _epsilon(runs: Sequence[dict[str, Any]]) -> str:
     return f"{np.mean(values):.2f}" if values else "-"
 
 
-def _share(mean: float, cell: Cell, means: dict[Cell, float]) -> str:
-    reference = means.get(cell._replace(noise=0.0))
-    local = means.get(Cell("local", False, 0, 0.0))
+def _share(cell: Cell, groups: dict[Cell, list[dict[str, Any]]]) -> str:
+    """The share of the non-private gain over ``local`` that ``cell`` keeps, all
+    three on the seeds they share (blank for a non-private cell)."""
+    reference = groups.get(cell._replace(noise=0.0))
+    local = groups.get(Cell("local", False, 0, 0.0))
     if cell.noise == 0 or reference is None or local is None:
         return ""
-    gain = reference - local
+    seeds = set.intersection(
+        *({r["seed"] for r in g} for g in (groups[cell], reference, local))
+    )
+    if not seeds:
+        return "n/a (no seed in common with the non-private runs)"
+
+    def mean(runs: list[dict[str, Any]]) -> float:
+        return float(_accuracies([r for r in runs if r["seed"] in seeds]).mean())
+
+    gain = mean(reference) - mean(local)
     if gain <= 0:
         return f"n/a (no non-private gain: {100 * gain:+.1f} points)"
-    return f"{(mean - local) / gain:+.2f}"
+    return f"{(mean(groups[cell]) - mean(local)) / gain:+.2f}"
 
 
 def table_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
@@ -114,7 +126,6 @@ def table_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
     groups: dict[Cell, list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         groups[cell_of(run)].append(run)
-    means = {cell: float(_accuracies(g).mean()) for cell, g in groups.items()}
     order = sorted(
         groups, key=lambda c: (c.method != "local", not c.guard, c.upload, c.noise)
     )
@@ -131,7 +142,7 @@ def table_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
                 _epsilon(groups[cell]) if private else "none",
                 f"{acc.mean():.3f} ± {acc.std():.3f}",
                 str(len(acc)),
-                _share(means[cell], cell, means),
+                _share(cell, groups),
             )
         )
     return markdown_table(HEADER, rows)
@@ -140,14 +151,18 @@ def table_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
 def readme_block(folders: Sequence[str | Path]) -> str:
     """The README's privacy block, markers included, from the runs in ``folders``."""
     runs = load_runs(folders)
-    sample = runs[0]
+    sample = next((r for r in runs if r["method"] != "local"), runs[0])
+    seeds = sorted({int(r["seed"]) for r in runs})
     rounds = sorted({str(r["rounds"]) for r in runs})
     note = (
         f"Generated {machine_stamp()} by `python -m research.privacy_table "
         f"{' '.join(map(str, folders))} --readme README.md` from {len(runs)} runs "
         f"({sample['dataset']}, anchor-rate {sample['config']['anchor-rate']}, "
-        f"rounds {', '.join(rounds)}; test ACC, mean over agents, final round)."
+        f"rounds {', '.join(rounds)}, seeds {', '.join(map(str, seeds))}; test ACC, "
+        "mean over agents, final round; the share of the gain is taken on the "
+        "seeds a cell shares with its non-private run and local)."
     )
+    note = textwrap.fill(note, width=88, break_long_words=False, break_on_hyphens=False)
     return "\n".join([MARKERS[0], note, "", *table_lines(runs), MARKERS[1]])
 
 

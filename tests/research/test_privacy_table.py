@@ -10,7 +10,9 @@ import pytest
 from research.privacy_table import MARKERS, load_runs, main, table_lines
 
 
-def _run(folder: Path, name: str, method: str, acc: float, **config: object) -> None:
+def _run(
+    folder: Path, name: str, method: str, acc: float, seed: int = 0, **config: object
+) -> None:
     settings = {
         "dp-clip": 0.0,
         "dp-noise": 0.0,
@@ -23,6 +25,7 @@ def _run(folder: Path, name: str, method: str, acc: float, **config: object) -> 
         "method": method,
         "dataset": "handwritten",
         "rounds": 20,
+        "seed": seed,
         "config": settings,
         "history": [{"acc": 0.1}, {"acc": acc}],
         "privacy": privacy,
@@ -32,14 +35,19 @@ def _run(folder: Path, name: str, method: str, acc: float, **config: object) -> 
 
 def _sweep(folder: Path) -> None:
     for seed, shift in enumerate((0.0, 0.02)):
-        _run(folder, f"local-{seed}", "local", 0.70 + shift)
-        _run(folder, f"otm-{seed}", "otm", 0.80 + shift)
+        _run(folder, f"local-{seed}", "local", 0.70 + shift, seed)
+        _run(folder, f"otm-{seed}", "otm", 0.80 + shift, seed)
         _run(
-            folder, f"dp-{seed}", "otm", 0.75 + shift, **{"dp-clip": 3, "dp-noise": 2.5}
+            folder,
+            f"dp-{seed}",
+            "otm",
+            0.75 + shift,
+            seed,
+            **{"dp-clip": 3, "dp-noise": 2.5},
         )
-        _run(folder, f"off-{seed}", "otm", 0.60 + shift, **{"term-guard": False})
+        _run(folder, f"off-{seed}", "otm", 0.60 + shift, seed, **{"term-guard": False})
         _run(
-            folder, f"offdp-{seed}", "otm", 0.65 + shift,
+            folder, f"offdp-{seed}", "otm", 0.65 + shift, seed,
             **{"term-guard": False, "dp-clip": 3, "dp-noise": 2.5},
         )  # fmt: skip
     (folder / "summary.json").write_text("[]")
@@ -85,3 +93,12 @@ def test_bad_files_and_missing_markers_are_named(tmp_path: Path) -> None:
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="privacy:start"):
         main([str(tmp_path), "--readme", str(readme)])
+
+
+def test_the_share_is_taken_on_the_seeds_a_cell_shares(tmp_path: Path) -> None:
+    _sweep(tmp_path)
+    _run(tmp_path, "eps16", "otm", 0.75, **{"dp-clip": 3, "dp-noise": 1.5})  # seed 0
+    rows = [line.split(" | ") for line in table_lines(load_runs([tmp_path]))[2:]]
+    (only_seed0,) = [r for r in rows if r[3] == "1.5000"]
+    # seed 0 alone: (0.75 - 0.70) / (0.80 - 0.70), not against the 2-seed means
+    assert only_seed0[6] == "1" and only_seed0[7].strip(" |") == "+0.50"
