@@ -191,7 +191,9 @@ def test_polish_gives_couplings_and_never_raises_the_objective(structure):
             solver="fast",
             structure=structure,
             n_iter=3,
-            fast_options={"polish_steps": steps},
+            # no polished update: it lowers the weighted objective, not every
+            # cloud's cost (test_support_update_to_polished_plans_...)
+            fast_options={"polish_steps": steps, "polish_updates": 0},
         )
         _check_couplings(res, clouds)
         costs[steps] = res.costs
