@@ -113,10 +113,23 @@ def run_case(name: str, folder: Path) -> dict[str, Any]:
     return json.loads(json.dumps({key: result.get(key) for key in KEPT}))
 
 
+#: Torch threads every case starts with (other tests and the trainers change the
+#: process-wide count, and the fingerprint must not depend on what ran before).
+THREADS = 2
+
+
+def pin_threads() -> None:
+    """Start a case from :data:`THREADS` torch threads."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_fixed_seed_metrics_unchanged(name: str, tmp_path: Path) -> None:
     golden = json.loads(GOLDEN.read_text())
+    pin_threads()
     measured_on, here = golden.get(PLATFORM_KEY), numeric_platform()
     if measured_on != here:
         there = measured_on or {}
@@ -132,7 +145,11 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = {name: run_case(name, Path(tmp)) for name in CASES}
+        metrics = {}
+        for name in CASES:
+            pin_threads()
+            metrics[name] = run_case(name, Path(tmp))
+    pin_threads()
     metrics[PLATFORM_KEY] = numeric_platform()
     GOLDEN.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     print(f"wrote {GOLDEN}")
