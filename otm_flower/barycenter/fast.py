@@ -483,20 +483,13 @@ def fast_fgw_barycenter(
     """
     _check_options(eps_start, eps_end, structure, polish_steps, polish_updates)
     dev = torch.device(device)
-    if threads is None and support.shape[0] * max(c.shape[0] for c in clouds) <= 2**18:
-        threads = 1
-    if support.shape[0] > polish_max_n:
-        polish_steps = 0
+    n = support.shape[0]
+    if threads is None and n * max(c.shape[0] for c in clouds) <= 2**18:
+        threads = 1  # small plans: threads cost more than they save
+    polish = polish_steps if n <= polish_max_n else 0
+    steps = (inner_steps, first_steps, sinkhorn_iter, polish)
     settings = FastSettings(
-        dtype,
-        eps_start,
-        eps_end,
-        inner_steps,
-        first_steps,
-        sinkhorn_iter,
-        polish_steps,
-        int(batch_elements),
-        int(polish_updates),
+        dtype, eps_start, eps_end, *steps, int(batch_elements), int(polish_updates)
     )
     with _torch_threads(dev, threads):
         solver = FastSolver(
