@@ -1,7 +1,9 @@
 """Per-round wall time: the Deployment Runtime against the in-process runtime.
 
 The same run config and data (``--views`` of Handwritten, ``--rows`` samples,
-one agent per view) run three ways, side by side, ``--repeat`` times each:
+one agent per view, quick settings; or ``--embedded-default``: the six views,
+all rows, the run-config defaults) run three ways, side by side, ``--repeat``
+times each:
 
 ``simulated``
     :func:`simulations.runner.simulate_inprocess` (ServerApp and ClientApp in
@@ -54,9 +56,13 @@ QUICK = {
 }
 
 
-def settings(data: Path, rounds: int, agents: int, out: Path) -> dict[str, Any]:
+def settings(
+    data: Path | str, rounds: int, agents: int, out: Path, *, quick: bool = True
+) -> dict[str, Any]:
+    """The run config: :data:`QUICK` (or the run-config defaults) on ``data``."""
+    base = QUICK if quick else {"output-dir": "", "round-timeout": 600}
     return {
-        **QUICK,
+        **base,
         "num-server-rounds": rounds,
         "num-agents": agents,
         "dataset": str(data),
@@ -137,17 +143,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default="simulated,deployed-cold,deployed-warm")
+    parser.add_argument(
+        "--embedded-default",
+        action="store_true",
+        help="the embedded default instead: Handwritten's 6 views, all rows, the "
+        "run-config defaults (--rows, --views and the quick settings unused)",
+    )
     args = parser.parse_args(argv)
     views = tuple(int(v) for v in args.views.split(","))
+    agents = 6 if args.embedded_default else len(views)
     runs: dict[str, list[float]] = {m: [] for m in args.modes.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        data = small_views(folder / "data.npz", views, args.rows, seed=0)
+        data: Path | str = "handwritten"
+        if not args.embedded_default:
+            data = small_views(folder / "data.npz", views, args.rows, seed=0)
         for rep in range(args.repeat):
             for mode in runs:
                 work = folder / f"{mode}-{rep}"
                 work.mkdir()
-                values = settings(data, args.rounds, len(views), work / "result.json")
+                out = work / "result.json"
+                values = settings(
+                    data, args.rounds, agents, out, quick=not args.embedded_default
+                )
                 if mode == "simulated":
                     seconds = simulated(values)
                 else:

@@ -1,5 +1,10 @@
 """Shared test helpers: message construction, shared data location; a line with
-the name and seconds of each ``slow`` test as it finishes (shown under ``-q``)."""
+the name and seconds of each ``slow`` test as it finishes (shown under ``-q``).
+
+With ``-n 2`` (pytest-xdist, as the README's test command runs) and ``--dist
+loadgroup`` (pyproject's ``addopts``) the tests that start Ray carry
+``xdist_group("ray")`` and run one after another in one worker (``ray.init()``
+attaches to a head that ``ray start`` runs on the machine)."""
 
 from __future__ import annotations
 

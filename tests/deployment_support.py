@@ -118,13 +118,14 @@ def wait_for_port(port: int, timeout: float = 90.0) -> None:
     raise TimeoutError(f"nothing opened port {port} in {timeout:.0f} s")
 
 
-def wait_for_log(path: Path, needle: str, timeout: float) -> str:
-    """The log at ``path`` once it holds ``needle`` (AssertionError after
-    ``timeout`` s)."""
+def wait_for_log(path: Path, needle: str | tuple[str, ...], timeout: float) -> str:
+    """The log at ``path`` once it holds ``needle`` (or one of several;
+    AssertionError after ``timeout`` s)."""
+    needles = (needle,) if isinstance(needle, str) else needle
     deadline = time.monotonic() + timeout
     while True:
         text = path.read_text(errors="replace") if path.exists() else ""
-        if needle in text:
+        if any(n in text for n in needles):
             return text
         if time.monotonic() > deadline:
             raise AssertionError(f"{needle!r} not in {path.name}:\n{text[-3000:]}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_model" / "app.py"
 
 

@@ -9,7 +9,7 @@ import pytest
 from otm_flower.config import parse_run_config
 from simulations.cli import simulate
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 SMALL = {
     "local-epochs": 1,

@@ -198,6 +198,7 @@ def test_otm_with_its_terms_off_trains_exactly_as_local(data_path: Path) -> None
     assert all(gaps[(1.0, a)] > 0.0 for a in alone)  # the mix term does act
 
 
+@pytest.mark.xdist_group("ray")  # one Ray instance at a time (see conftest)
 def test_inprocess_runtime_matches_flowers_simulation_engine(
     data_path: Path, tmp_path: Path
 ) -> None:

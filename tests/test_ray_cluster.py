@@ -26,7 +26,7 @@ from otm_flower.config import parse_run_config
 from simulations.runner import RayOptions, simulate
 from tests.synthetic import clustered_views_npz
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 RAY = Path(sys.executable).with_name("ray")
 
