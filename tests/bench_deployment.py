@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -83,12 +84,13 @@ class RoundClock(logging.Handler):
         super().__init__()
         self.start: float | None = None
         self.end: float | None = None
+        self.cpu_start = self.cpu_end = 0.0
 
     def see(self, text: str) -> None:
         if "[ROUND 1/" in text and self.start is None:
-            self.start = time.monotonic()
+            self.start, self.cpu_start = time.monotonic(), time.process_time()
         if "result written" in text:
-            self.end = time.monotonic()
+            self.end, self.cpu_end = time.monotonic(), time.process_time()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.see(record.getMessage())
@@ -111,27 +113,95 @@ def simulated(values: dict[str, Any]) -> float:
         simulate_inprocess(parse_run_config(values))
     finally:
         logger.removeHandler(clock)
-    return clock.per_round(int(values["num-server-rounds"]))
+    rounds = int(values["num-server-rounds"])
+    print(
+        json.dumps(
+            {"simulated_cpu_s_per_round": (clock.cpu_end - clock.cpu_start) / rounds}
+        )
+    )
+    return clock.per_round(rounds)
 
 
-def deployed(values: dict[str, Any], folder: Path, *, warm: bool) -> float:
-    """Seconds per round on a loopback SuperLink with one SuperNode per agent."""
+def deployed(
+    values: dict[str, Any], folder: Path, *, warm: bool
+) -> tuple[float, dict[str, float]]:
+    """Seconds per round on a loopback SuperLink with one SuperNode per agent,
+    and the CPU seconds per round of its processes by role over the same rounds
+    (``superlink``; ``nodes`` and ``executors`` summed over agents; ``messages``:
+    the executors' reaped children, one per message handled)."""
+    procs = Processes(flwr_env(folder, OMP_NUM_THREADS="1"), folder)
+    try:
+        port = free_port()
+        roles: dict[str, list[int]] = {"superlink": [start_superlink(procs, port).pid]}
+        for i in range(int(values["num-agents"])):
+            node = f"partition-id={i} num-partitions={values['num-agents']}"
+            node += f' dataset="{values["dataset"]}"'
+            started = start_supernode(
+                procs, f"node{i}", f"{LOCALHOST}:{port}", node, warm=warm
+            )
+            for role, proc in zip(("nodes", "executors"), started, strict=False):
+                roles.setdefault(role, []).append(proc.pid)
+        cli_config(procs.env, port)
+        wait_for_port(port)
+        time.sleep(3)
+        clock, snaps = RoundClock(), []
+
+        def see(line: str) -> None:
+            clock.see(line)
+            if ("[ROUND 1/" in line and not snaps) or "result written" in line:
+                snaps.append(_cpu_by_role(roles))
+
+        rc, output = stream_run(procs, as_run_config(values), see)
+        if rc != 0:
+            raise RuntimeError(f"flwr run failed ({rc}):\n{output[-3000:]}")
+        rounds = int(values["num-server-rounds"])
+        cpu = {k: (snaps[-1][k] - snaps[0][k]) / rounds for k in snaps[0]}
+        return clock.per_round(rounds), cpu
+    finally:
+        procs.stop_all()
+
+
+def _cpu_by_role(roles: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each role's processes, and of the executors'
+    reaped children as ``messages``."""
+    cpu = {role: _cpu_seconds(pids) for role, pids in roles.items()}
+    cpu["messages"] = _cpu_seconds(roles.get("executors", []), reaped=True)
+    return cpu
+
+
+def _cpu_seconds(pids: list[int], *, reaped: bool = False) -> float:
+    """User + system CPU seconds of the processes ``pids`` (those still alive),
+    or with ``reaped`` of their children that have exited and been waited for."""
+    first = 13 if reaped else 11
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[first]) + int(fields[first + 1])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(
+    agents: int, folder: Path, settle: float = 25.0, span: float = 10.0
+) -> float:
+    """Cores kept busy by an idle loopback federation (a SuperLink and ``agents``
+    warm SuperNodes with their executors, no run): CPU seconds of its
+    processes over ``span`` seconds, after ``settle`` seconds of start-up."""
     procs = Processes(flwr_env(folder, OMP_NUM_THREADS="1"), folder)
     try:
         port = free_port()
         start_superlink(procs, port)
-        for i in range(int(values["num-agents"])):
-            node = f"partition-id={i} num-partitions={values['num-agents']}"
-            node += f' dataset="{values["dataset"]}"'
-            start_supernode(procs, f"node{i}", f"{LOCALHOST}:{port}", node, warm=warm)
-        cli_config(procs.env, port)
+        for i in range(agents):
+            node = f'partition-id={i} num-partitions={agents} dataset="handwritten"'
+            start_supernode(procs, f"node{i}", f"{LOCALHOST}:{port}", node)
         wait_for_port(port)
-        time.sleep(3)
-        clock = RoundClock()
-        rc, output = stream_run(procs, as_run_config(values), clock.see)
-        if rc != 0:
-            raise RuntimeError(f"flwr run failed ({rc}):\n{output[-3000:]}")
-        return clock.per_round(int(values["num-server-rounds"]))
+        time.sleep(settle)
+        pids = [proc.pid for proc in procs.procs]
+        before = _cpu_seconds(pids)
+        time.sleep(span)
+        return (_cpu_seconds(pids) - before) / span
     finally:
         procs.stop_all()
 
@@ -149,9 +219,20 @@ def main(argv: list[str] | None = None) -> None:
         help="the embedded default instead: Handwritten's 6 views, all rows, the "
         "run-config defaults (--rows, --views and the quick settings unused)",
     )
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="only measure the cores an idle federation of as many warm "
+        "SuperNodes keeps busy (no run)",
+    )
     args = parser.parse_args(argv)
     views = tuple(int(v) for v in args.views.split(","))
     agents = 6 if args.embedded_default else len(views)
+    if args.idle:
+        with tempfile.TemporaryDirectory() as tmp:
+            cores = idle_cpu(agents, Path(tmp))
+        print(f"idle federation of {agents} warm SuperNodes: {cores:.2f} cores busy")
+        return
     runs: dict[str, list[float]] = {m: [] for m in args.modes.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -166,12 +247,14 @@ def main(argv: list[str] | None = None) -> None:
                 values = settings(
                     data, args.rounds, agents, out, quick=not args.embedded_default
                 )
+                row: dict[str, Any] = {"mode": mode, "repeat": rep}
                 if mode == "simulated":
                     seconds = simulated(values)
                 else:
-                    seconds = deployed(values, work, warm=mode == "deployed-warm")
+                    seconds, cpu = deployed(values, work, warm=mode == "deployed-warm")
+                    row["cpu_s_per_round"] = {k: round(v, 2) for k, v in cpu.items()}
                 runs[mode].append(seconds)
-                print(json.dumps({"mode": mode, "repeat": rep, "s_per_round": seconds}))
+                print(json.dumps({**row, "s_per_round": seconds}))
     base = statistics.median(runs["simulated"]) if "simulated" in runs else None
     print("| mode | s/round (median) | runs | x simulated |\n|---|---|---|---|")
     for mode, values in runs.items():

@@ -100,16 +100,69 @@ def test_polling_grid_stops_at_the_timeout() -> None:
 
 
 def test_supernode_launcher_takes_its_poll_and_passes_the_rest() -> None:
-    from clients.supernode import POLL_SECONDS, capped_time, split_poll
+    from clients.supernode import POLL_SECONDS, split_poll
 
     args = ["--insecure", "--poll-seconds", "0.5", "--port", "9100"]
     assert split_poll(args) == (0.5, ["--insecure", "--port", "9100"])
     assert split_poll(["--poll-seconds=0.1"]) == (0.1, [])
     assert split_poll(["--insecure"]) == (POLL_SECONDS, ["--insecure"])
-    fake = capped_time(0.05)
+
+
+def test_backoff_doubles_while_idle_and_resets_on_activity() -> None:
+    from clients.backoff import Backoff, backoff_time
+
+    backoff = Backoff(cap=0.04, floor=0.01)
+    waits = []
+    for _ in range(4):
+        waits.append(backoff.wait)
+        backoff.sleep(3)  # Flower's idle wait: the back-off's instead
+    assert waits == [0.01, 0.02, 0.04, 0.04]
+    backoff.reset()
+    assert backoff.wait == 0.01
     start = time.monotonic()
-    fake.sleep(3)  # Flower's idle wait, capped
-    assert time.monotonic() - start < 1.0
-    assert fake.time is time.time
+    backoff_time(backoff).sleep(3)
+    assert time.monotonic() - start < 1.0 and backoff_time(backoff).time is time.time
+    with pytest.raises(ValueError, match="must be > 0"):
+        Backoff(cap=0)
+
+
+def test_supernode_loop_resets_its_backoff_on_messages_and_replies() -> None:
+    from clients.supernode import adapt_polls
+
+    loop = SimpleNamespace(
+        _pull_and_store_message=lambda **kw: kw["run_id"],
+        _push_messages=lambda: None,
+        time=time,
+    )
+    backoff = adapt_polls(loop, cap=0.2)
+    backoff.wait = 0.2
+    assert loop._pull_and_store_message(run_id=None) is None
+    assert backoff.wait == 0.2  # nothing pulled: still idle
+    assert loop._pull_and_store_message(run_id=7) == 7
+    assert backoff.wait == backoff.floor == 0.05
+    backoff.wait = 0.2
+    loop._push_messages()
+    assert backoff.wait == 0.05
+    assert loop.time.sleep.__self__ is backoff
     with pytest.raises(ValueError, match="poll-seconds"):
-        capped_time(0)
+        adapt_polls(loop, cap=0)
+
+
+def test_executor_resets_its_backoff_when_a_child_exits() -> None:
+    import os
+
+    from clients.backoff import Backoff
+    from clients.warm_exec import ForkExecutor
+
+    backoff = Backoff(cap=1.0)
+    executor = ForkExecutor(backoff)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    executor.children.add(pid)
+    backoff.wait = 1.0
+    deadline = time.monotonic() + 10
+    while executor.children and time.monotonic() < deadline:
+        executor.reconcile()
+        time.sleep(0.01)
+    assert not executor.children and backoff.wait == backoff.floor
