@@ -1,9 +1,8 @@
 """Polls that slow down while nothing happens and speed up when something does.
 
 Flower's SuperNode and SuperExec check for work at fixed intervals: short ones
-answer a message quickly but cost CPU all the time (measured on 2 cores: six
-idle SuperNodes polling every 0.2 s, with their executors every 0.1 s, kept
-0.8 of a core busy with their SuperLink, CPU a round's training then lacks).
+answer a message quickly but cost CPU all the time, CPU a round's training then
+lacks (docs/performance.md has the measurement).
 :class:`Backoff` waits ``floor`` seconds after activity, then twice as long
 at each idle wait, at most ``cap``; :func:`backoff_time` hands it to a Flower
 module in place of its ``time`` module.

@@ -101,8 +101,9 @@ class RoundClock(logging.Handler):
         return (self.end - self.start) / rounds
 
 
-def simulated(values: dict[str, Any]) -> float:
-    """Seconds per round in the in-process runtime."""
+def simulated(values: dict[str, Any]) -> tuple[float, dict[str, float]]:
+    """Seconds per round in the in-process runtime, and this process's CPU
+    seconds per round over the same rounds (``process``)."""
     from otm_flower.config import parse_run_config
     from simulations.runner import simulate_inprocess
 
@@ -114,12 +115,29 @@ def simulated(values: dict[str, Any]) -> float:
     finally:
         logger.removeHandler(clock)
     rounds = int(values["num-server-rounds"])
-    print(
-        json.dumps(
-            {"simulated_cpu_s_per_round": (clock.cpu_end - clock.cpu_start) / rounds}
+    seconds = clock.per_round(rounds)
+    return seconds, {"process": (clock.cpu_end - clock.cpu_start) / rounds}
+
+
+def start_federation(
+    procs: Processes, values: dict[str, Any], *, warm: bool = True
+) -> dict[str, list[int]]:
+    """A loopback SuperLink and one SuperNode per agent of ``values``, ready for
+    ``flwr run``; the process ids by role (``superlink``, ``nodes``, and with
+    ``warm`` their ``executors``)."""
+    port = free_port()
+    roles: dict[str, list[int]] = {"superlink": [start_superlink(procs, port).pid]}
+    agents = int(values["num-agents"])
+    for i in range(agents):
+        node = f'partition-id={i} num-partitions={agents} dataset="{values["dataset"]}"'
+        started = start_supernode(
+            procs, f"node{i}", f"{LOCALHOST}:{port}", node, warm=warm
         )
-    )
-    return clock.per_round(rounds)
+        for role, proc in zip(("nodes", "executors"), started, strict=False):
+            roles.setdefault(role, []).append(proc.pid)
+    cli_config(procs.env, port)
+    wait_for_port(port)
+    return roles
 
 
 def deployed(
@@ -128,21 +146,11 @@ def deployed(
     """Seconds per round on a loopback SuperLink with one SuperNode per agent,
     and the CPU seconds per round of its processes by role over the same rounds
     (``superlink``; ``nodes`` and ``executors`` summed over agents; ``messages``:
-    the executors' reaped children, one per message handled)."""
+    the warm executors' reaped children, one per message handled; Flower's own
+    executor, without ``warm``, is not counted)."""
     procs = Processes(flwr_env(folder, OMP_NUM_THREADS="1"), folder)
     try:
-        port = free_port()
-        roles: dict[str, list[int]] = {"superlink": [start_superlink(procs, port).pid]}
-        for i in range(int(values["num-agents"])):
-            node = f"partition-id={i} num-partitions={values['num-agents']}"
-            node += f' dataset="{values["dataset"]}"'
-            started = start_supernode(
-                procs, f"node{i}", f"{LOCALHOST}:{port}", node, warm=warm
-            )
-            for role, proc in zip(("nodes", "executors"), started, strict=False):
-                roles.setdefault(role, []).append(proc.pid)
-        cli_config(procs.env, port)
-        wait_for_port(port)
+        roles = start_federation(procs, values, warm=warm)
         time.sleep(3)
         clock, snaps = RoundClock(), []
 
@@ -155,8 +163,9 @@ def deployed(
         if rc != 0:
             raise RuntimeError(f"flwr run failed ({rc}):\n{output[-3000:]}")
         rounds = int(values["num-server-rounds"])
+        seconds = clock.per_round(rounds)  # raises when a line was missing
         cpu = {k: (snaps[-1][k] - snaps[0][k]) / rounds for k in snaps[0]}
-        return clock.per_round(rounds), cpu
+        return seconds, cpu
     finally:
         procs.stop_all()
 
@@ -184,21 +193,16 @@ def _cpu_seconds(pids: list[int], *, reaped: bool = False) -> float:
 
 
 def idle_cpu(
-    agents: int, folder: Path, settle: float = 25.0, span: float = 10.0
+    values: dict[str, Any], folder: Path, settle: float = 25.0, span: float = 10.0
 ) -> float:
-    """Cores kept busy by an idle loopback federation (a SuperLink and ``agents``
-    warm SuperNodes with their executors, no run): CPU seconds of its
-    processes over ``span`` seconds, after ``settle`` seconds of start-up."""
+    """Cores kept busy by an idle loopback federation (a SuperLink and one warm
+    SuperNode with its executor per agent of ``values``, no run): CPU seconds
+    of its processes over ``span`` seconds, after ``settle`` seconds of start-up."""
     procs = Processes(flwr_env(folder, OMP_NUM_THREADS="1"), folder)
     try:
-        port = free_port()
-        start_superlink(procs, port)
-        for i in range(agents):
-            node = f'partition-id={i} num-partitions={agents} dataset="handwritten"'
-            start_supernode(procs, f"node{i}", f"{LOCALHOST}:{port}", node)
-        wait_for_port(port)
+        roles = start_federation(procs, values)
         time.sleep(settle)
-        pids = [proc.pid for proc in procs.procs]
+        pids = [pid for role in roles.values() for pid in role]
         before = _cpu_seconds(pids)
         time.sleep(span)
         return (_cpu_seconds(pids) - before) / span
@@ -230,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     agents = 6 if args.embedded_default else len(views)
     if args.idle:
         with tempfile.TemporaryDirectory() as tmp:
-            cores = idle_cpu(agents, Path(tmp))
+            idle = settings("handwritten", 1, agents, Path(tmp) / "result.json")
+            cores = idle_cpu(idle, Path(tmp))
         print(f"idle federation of {agents} warm SuperNodes: {cores:.2f} cores busy")
         return
     runs: dict[str, list[float]] = {m: [] for m in args.modes.split(",")}
@@ -247,13 +252,13 @@ def main(argv: list[str] | None = None) -> None:
                 values = settings(
                     data, args.rounds, agents, out, quick=not args.embedded_default
                 )
-                row: dict[str, Any] = {"mode": mode, "repeat": rep}
                 if mode == "simulated":
-                    seconds = simulated(values)
+                    seconds, cpu = simulated(values)
                 else:
                     seconds, cpu = deployed(values, work, warm=mode == "deployed-warm")
-                    row["cpu_s_per_round"] = {k: round(v, 2) for k, v in cpu.items()}
                 runs[mode].append(seconds)
+                cpu = {k: round(v, 2) for k, v in cpu.items()}
+                row = {"mode": mode, "repeat": rep, "cpu_s_per_round": cpu}
                 print(json.dumps({**row, "s_per_round": seconds}))
     base = statistics.median(runs["simulated"]) if "simulated" in runs else None
     print("| mode | s/round (median) | runs | x simulated |\n|---|---|---|---|")
