@@ -37,6 +37,7 @@ from .node import (
 )
 from .otm_messages import (
     evaluate_reply,
+    read_linked_ids,
     read_mix_targets,
     read_shared_arrays,
     round_config,
@@ -60,6 +61,7 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
         size=upload_size(msg, agent.n_train),
         anchor_ids=ids,
         server_round=server_round,
+        linked_ids=read_linked_ids(msg),
     )
     _save_upload_labels(config, context, agent, server_round, rows)
     releases = release_counts(context, agent.n_train)

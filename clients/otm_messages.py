@@ -157,6 +157,31 @@ def read_shared_arrays(msg: Message) -> dict[str, np.ndarray] | None:
     return arrays
 
 
+def read_linked_ids(msg: Message) -> np.ndarray | None:
+    """Ids of the agent's records that the server saw another agent upload too.
+
+    Returns ``None`` when the message carries none (no record linkage, nothing
+    met yet, or a server with ``link-feedback`` off).
+
+    Raises
+    ------
+    ProtocolError
+        When the ids are not a 1-D array of integers ``>= 0``.
+    """
+    record = msg.content.array_records.get(P.LINKS_RECORD)
+    if record is None or P.KEY_LINKED not in record:
+        return None
+    ids = read_array(record[P.KEY_LINKED], P.KEY_LINKED)
+    if not np.issubdtype(ids.dtype, np.integer) or ids.ndim != 1:
+        raise P.ProtocolError(
+            f"{P.KEY_LINKED} must be a 1-D integer array, got {ids.dtype} "
+            f"of shape {ids.shape}"
+        )
+    if (ids < 0).any():
+        raise P.ProtocolError(f"{P.KEY_LINKED} must be >= 0")
+    return ids.astype(np.int64)
+
+
 def upload_size(msg: Message, n_train: int) -> int:
     """Codes to upload: the server's ``mix-batch-size``, at most ``n_train``.
 

@@ -9,7 +9,8 @@ local DP an upload is ``size`` rows (rows with an id first). With local DP
 ``size / n_train``, as :mod:`otm_flower.privacy` accounts: a linked row by a coin
 every agent holding that record agrees on (a hash of its id and the round), the
 others by the agent's own coin; when more than ``size`` are drawn, the linked rows
-are kept and a uniform subset of the others fills the rest.
+are kept and a uniform subset of the others fills the rest. Without local DP,
+records the server reported as met (``linked-ids``) go up first in every round.
 """
 
 from __future__ import annotations
@@ -33,14 +34,17 @@ def choose_rows(
     size: int,
     anchor_ids: np.ndarray | None,
     server_round: int,
+    linked_ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """The ``size`` training rows whose codes go up this round.
 
     Without record ids, a draw of the trainer's exchange stream; with ids
     (:func:`otm_flower.anchors.upload_ids`), :func:`otm_flower.anchors.upload_rows`:
-    rows with an id first, ranked by a hash of (id, round) that agents holding
-    the same record compute alike, then a draw seeded by ``(seed, agent,
-    round)``. With local DP, a Poisson draw (:func:`poisson_rows`).
+    the rows of ``linked_ids`` (records the server saw another agent upload)
+    first, then rows with an id, ranked by a hash of (id, round) that agents
+    holding the same record compute alike, then a draw seeded by ``(seed,
+    agent, round)``. With local DP, a Poisson draw (:func:`poisson_rows`), which
+    ignores ``linked_ids``: the accountant assumes every row's coin.
     """
     ids = upload_ids(agent, config, anchor_ids)
     if config.dp_clip > 0:
@@ -50,7 +54,7 @@ def choose_rows(
     if ids is None:
         return trainer.sample_rows(size)
     rng = np.random.default_rng([config.seed, agent.agent_id, server_round, 43])
-    return upload_rows(ids, size, rng, round_key=server_round)
+    return upload_rows(ids, size, rng, round_key=server_round, known=linked_ids)
 
 
 def _shared_coin(record_id: int, server_round: int) -> float:

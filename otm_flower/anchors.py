@@ -15,7 +15,9 @@ A party cannot tell which of its keys other parties share, so every row with a
 key is uploaded by the same rule (:func:`upload_rows`): the ``n`` whose ids rank
 first by a hash of (id, round), a draw that agents holding the same record make
 alike.  A simulated agent and a party holding the same rows, keys and secret
-therefore upload the same rows.
+therefore upload the same rows.  Once the server has seen a record's id in the
+uploads of two agents it tells each of them (:func:`met_ids`, the protocol's
+``linked-ids``), and from then on they upload that record first in every round.
 
 What the ids reveal to the server: which uploaded rows of different agents are
 the same record, and the same record's codes across the rounds it is uploaded
@@ -25,6 +27,7 @@ in. Nothing else about the record.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_ANCHOR",
+    "met_ids",
     "simulated_anchor_ids",
     "simulated_record_keys",
     "simulation_secret",
@@ -129,7 +133,12 @@ def upload_ids(
 
 
 def upload_rows(
-    ids: np.ndarray, n: int, rng: np.random.Generator, *, round_key: int = 0
+    ids: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    round_key: int = 0,
+    known: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rows for an upload of ``n`` codes: the anchored rows first, then others.
 
@@ -138,12 +147,55 @@ def upload_rows(
     rows. When an agent holds more anchored rows than fit, it sends the ``n``
     whose ids rank first by a hash of (id, ``round_key``): agents holding the
     same records then send the same ones, and the choice rotates by round.
+
+    ``known`` (ids the server reported as also uploaded by another agent,
+    :func:`met_ids`): their rows go before every other row, ranked by the same
+    hash, so records known to be shared meet at the server in every round.
     """
+    if known is not None and len(known):
+        first = np.flatnonzero((ids >= 0) & np.isin(ids, known))
+        first = first[np.argsort(_upload_rank(ids[first], round_key), kind="stable")]
+        first = first[:n]
+        rest = np.setdiff1d(np.arange(len(ids)), first)
+        n_rest = min(n, len(ids)) - len(first)
+        if n_rest <= 0:
+            return first
+        picked = upload_rows(ids[rest], n_rest, rng, round_key=round_key)
+        return np.concatenate([first, rest[picked]])
     anchored = np.flatnonzero(ids >= 0)
     others = np.flatnonzero(ids < 0)
     n = min(n, len(ids))
     if len(anchored) >= n:
-        rank = [_hash64(str(round_key), int(i), "upload") for i in ids[anchored]]
+        rank = _upload_rank(ids[anchored], round_key)
         return anchored[np.argsort(rank, kind="stable")[:n]]
     rest = rng.choice(others, n - len(anchored), replace=False)
     return np.concatenate([rng.permutation(anchored), rest])
+
+
+def _upload_rank(ids: np.ndarray, round_key: int) -> list[int]:
+    """Each id's rank key in ``round_key``'s upload draw (alike at every agent)."""
+    return [_hash64(str(round_key), int(i), "upload") for i in ids]
+
+
+def met_ids(uploaded: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+    """Per upload, the ids (``>= 0``) that at least one other upload also carries.
+
+    Parameters
+    ----------
+    uploaded : sequence of np.ndarray or None
+        Each upload's ``anchor-ids`` (``None``: an upload without ids).
+
+    Returns
+    -------
+    list of np.ndarray
+        int64, sorted, one per upload (empty for an upload without ids).
+    """
+    own = [
+        np.unique(ids[ids >= 0]) if ids is not None else np.empty(0, np.int64)
+        for ids in uploaded
+    ]
+    if not own:
+        return []
+    values, counts = np.unique(np.concatenate(own), return_counts=True)
+    repeated = values[counts > 1]
+    return [ids[np.isin(ids, repeated)].astype(np.int64) for ids in own]

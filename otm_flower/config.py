@@ -117,6 +117,7 @@ class RunConfig:
     anchor_rate: float = 0.0
     linked_records: str = "auto"
     anchor_weight: float = 30.0
+    link_feedback: bool = True
     label_cost_weight: float = 0.0
     min_agents: int = 2
     outlier_factor: float = 10.0

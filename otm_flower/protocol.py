@@ -7,7 +7,8 @@ names (see ``docs/protocol.md``). One exchange per round:
   (``server-round``, ``protocol-version``, ``mix-batch-size``) and, from the
   agent's second round on, ArrayRecord ``otm`` with ``mixed-codes`` and
   ``barycenter-codes`` (float32, ``n_k x d``, in the order of the agent's last
-  upload);
+  upload) and, with record linkage, ArrayRecord ``links`` with ``linked-ids``
+  (int64: the ids of the agent's uploads that another agent also uploaded);
 * agent -> server reply: ArrayRecord ``otm`` with ``codes`` (float32,
   ``n_k x d``, ``n_k <= mix-batch-size``) of a fresh batch of its own training rows
   (with ``anchor-rate`` > 0 also ``anchor-ids``, int64, ``n_k``: each row's opaque
@@ -46,6 +47,9 @@ CODES_RECORD = "otm"
 METRICS_RECORD = "metrics"
 #: ArrayRecord of the hybrids' shared parameters, in both directions.
 SHARED_RECORD = "shared"
+#: ArrayRecord of the ids of an agent's records that another agent also uploaded
+#: (server -> agent, with record linkage).
+LINKS_RECORD = "links"
 #: ArrayRecord of the ``fedavg`` baseline's layers (Flower FedAvg's default
 #: ``arrayrecord_key``).
 ARRAYS_RECORD = "arrays"
@@ -62,6 +66,8 @@ KEY_CODES = "codes"
 KEY_ANCHORS = "anchor-ids"
 KEY_MIXED = "mixed-codes"
 KEY_BARYCENTER = "barycenter-codes"
+#: Key of :data:`LINKS_RECORD`: int64 ids, each one the agent itself uploaded.
+KEY_LINKED = "linked-ids"
 
 #: Key prefix of the task head's parameters (all that ``otm-head`` shares).
 HEAD_PREFIX = "head."

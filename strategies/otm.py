@@ -7,6 +7,7 @@ from logging import INFO, WARNING
 from typing import TYPE_CHECKING
 
 from flwr.app import (
+    Array,
     ArrayRecord,
     ConfigRecord,
     Message,
@@ -97,6 +98,11 @@ class OTMStrategy(Strategy):
     label_cost : bool (default: False)
         Uploads carry a label block after their ``latent_dim`` columns, as wide
         for every agent as the first accepted width.
+    link_feedback : bool (default: True)
+        Tell each agent which of the record ids it uploaded another agent's
+        accepted upload also carried (ArrayRecord
+        :data:`otm_flower.protocol.LINKS_RECORD`), so it uploads those records
+        in every later round; ``False``: agents learn nothing of the others' ids.
     checkpoint_dir : str, optional
         Write :attr:`state` there after each round's evaluation
         (see :meth:`resume_from`).
@@ -131,6 +137,7 @@ class OTMStrategy(Strategy):
         share: str = "none",
         aggregation: str = "mean",
         label_cost: bool = False,
+        link_feedback: bool = True,
         checkpoint_dir: str | None = None,
         rejoin_timeout: float = 0.0,
         on_mix: MixCallback | None = None,
@@ -158,6 +165,7 @@ class OTMStrategy(Strategy):
         self.share = share
         self.aggregation = aggregation
         self.label_cost = label_cost
+        self.link_feedback = link_feedback
         self.checkpoint_dir = checkpoint_dir
         self.rejoin_timeout = rejoin_timeout
         self.on_mix = on_mix
@@ -186,6 +194,7 @@ class OTMStrategy(Strategy):
             share=config.shared_parameters,
             aggregation=config.parameter_aggregation,
             label_cost=config.label_cost,
+            link_feedback=config.link_feedback,
             checkpoint_dir=config.checkpoint_dir or None,
             rejoin_timeout=config.rejoin_timeout,
         )
@@ -251,9 +260,10 @@ class OTMStrategy(Strategy):
         targets, self.state.targets = self.state.targets, {}
         log(
             INFO,
-            "configure_train: %d agents, %d with mixed codes",
+            "configure_train: %d agents, %d with mixed codes, %d linked ids known",
             len(node_ids),
             sum(self._agent(n) in targets for n in node_ids),
+            sum(len(ids) for ids in self.state.linked.values()),
         )
         messages = []
         for node_id in node_ids:
@@ -264,6 +274,7 @@ class OTMStrategy(Strategy):
                 mixed, barycenter = targets[agent]
                 content[P.CODES_RECORD] = targets_record(mixed, barycenter)
                 self.state.bytes_down += 4 * (mixed.size + barycenter.size)
+            self._attach_links(content, agent)
             self._attach_shared(content)
             messages.append(
                 Message(
@@ -287,6 +298,10 @@ class OTMStrategy(Strategy):
             uploads = self._read(server_round, replies)
         with timed_phase(phases, "screen"):
             uploads = self._check(server_round, uploads)
+        if self.link_feedback:
+            self.state.note_links(
+                [self._agent(u.node_id) for u in uploads], [u.anchors for u in uploads]
+            )
         with timed_phase(phases, "average"):
             arrays = self._average(server_round, uploads)
         if len(uploads) >= max(self.min_agents, 1):
@@ -549,6 +564,14 @@ class OTMStrategy(Strategy):
 
     def _round_config(self, config: ConfigRecord, server_round: int) -> ConfigRecord:
         return round_config(config, server_round, self.mix_batch_size, self.share)
+
+    def _attach_links(self, content: RecordDict, agent: int) -> None:
+        """Add the ids of ``agent``'s records that others uploaded too, if any."""
+        linked = self.state.linked.get(agent)
+        if linked is None or len(linked) == 0:
+            return
+        content[P.LINKS_RECORD] = ArrayRecord({P.KEY_LINKED: Array(linked)})
+        self.state.bytes_down += linked.nbytes
 
     def _attach_shared(self, content: RecordDict) -> None:
         """Add the latest parameter average to a message (and count its bytes)."""

@@ -10,7 +10,7 @@ It is also the run's result object (next to the ``Result`` that Flower's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from logging import WARNING
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from flwr.supercore import log
 
+from otm_flower.anchors import met_ids
 from otm_flower.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 
 Targets = tuple[np.ndarray, np.ndarray]
@@ -61,6 +62,9 @@ class ServerState:
         building the messages, ``evaluate_replies``: reading the scores).
     rejected : list of (int, int, str)
         ``(round, node_id, reason)`` of every reply left out.
+    linked : dict of int to ndarray
+        Per agent id: the sorted record ids of its uploads that another agent's
+        accepted upload of the same round also carried (:meth:`note_links`).
     """
 
     latent_dim: int | None = None
@@ -76,11 +80,22 @@ class ServerState:
     mix_seconds: list[float] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     rejected: list[tuple[int, int, str]] = field(default_factory=list)
+    linked: dict[int, np.ndarray] = field(default_factory=dict)
 
     def reject(self, server_round: int, node_id: int, reason: str) -> None:
         """Record (and log) a reply left out of the round."""
         self.rejected.append((server_round, node_id, reason))
         log(WARNING, "round %d: node %d left out: %s", server_round, node_id, reason)
+
+    def note_links(
+        self, agents: Sequence[int], anchors: Sequence[np.ndarray | None]
+    ) -> None:
+        """Add the ids each agent's upload shares with another upload to
+        :attr:`linked` (``anchors``: each upload's ``anchor-ids``, or ``None``)."""
+        for agent, met in zip(agents, met_ids(anchors), strict=True):
+            if len(met):
+                known = self.linked.get(agent, np.empty(0, np.int64))
+                self.linked[agent] = np.union1d(known, met).astype(np.int64)
 
     def bind_agents(self, node_agents: Mapping[int, int]) -> None:
         """Record which node holds which agent (an agent's earlier node is
@@ -103,6 +118,8 @@ class ServerState:
             arrays[f"barycenter-{agent}"] = barycenter
         for key, value in (self.shared or {}).items():
             arrays[f"shared-{key}"] = value
+        for agent, ids in self.linked.items():
+            arrays[f"linked-{agent}"] = ids
         meta = {
             "round": server_round,
             "latent_dim": self.latent_dim,
@@ -154,6 +171,11 @@ class ServerState:
             bytes_down=int(meta["bytes_down"]),
             mix_seconds=[float(s) for s in meta["mix_seconds"]],
             rejected=[(int(r), int(n), str(why)) for r, n, why in meta["rejected"]],
+            linked={
+                int(key.split("-", 1)[1]): ids.astype(np.int64)
+                for key, ids in arrays.items()
+                if key.startswith("linked-")
+            },
         )
 
 
