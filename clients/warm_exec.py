@@ -4,10 +4,11 @@ Flower's own executor (``flower-superexec``) starts a fresh ``flwr-clientapp``
 process for every message the SuperNode receives, and each one imports torch,
 scikit-learn, pandas and SciPy again before it handles its message. This
 executor imports them once and then forks one child per message: the child
-runs Flower's own ``run_clientapp`` (app loading, the ClientApp call, the
-reply), so every message still gets a fresh process with its own memory, only
-without the import cost; a FAB already installed is not unpacked and checked
-again (:func:`install_once`).
+runs Flower's own ``run_clientapp`` (the ClientApp call, the reply), so every
+message still gets a fresh process with its own memory, only without the import
+cost; a FAB already installed is not unpacked and checked again
+(:func:`install_once`), and the app of the newest installed FAB is imported
+before the fork (:mod:`clients.warm_app`).
 
 Start it beside the SuperNode, pointed at the SuperNode's Runtime API::
 
@@ -23,6 +24,7 @@ and preprocesses the party's files.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import importlib
 import os
@@ -33,6 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import warm_app  # one module object: its state outlives sys.modules resets
 from .backoff import Backoff, backoff_time
 from .node_cache import CACHE_ENV
 
@@ -115,6 +118,8 @@ class ForkExecutor:
 
         if spec.task_type != TaskType.CLIENT_APP:
             return self.fallback.launch(spec)
+        _warm_newest_app()
+        gc.freeze()  # the children then copy fewer of this process's pages
         pid = os.fork()
         if pid == 0:
             _run_child(spec)  # never returns
@@ -180,6 +185,14 @@ def install_once(install: Callable[..., Path]) -> Callable[..., Path]:
     return install_from_fab
 
 
+def _warm_newest_app() -> None:
+    """Import the newest installed FAB's ClientApp here, once per FAB
+    (:func:`clients.warm_app.warm_newest`)."""
+    from flwr.supercore.utils import get_flwr_home
+
+    warm_app.warm_newest(Path(get_flwr_home()), forget_own_package)
+
+
 def forget_own_package() -> list[str]:
     """Drop this executor's package (``clients``) from ``sys.modules``, so that
     the ClientApp's ``clients`` modules are imported from the run's FAB, not
@@ -197,11 +210,13 @@ def _run_child(spec: Any) -> None:
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        forget_own_package()
         from flwr.supercore.tls import validate_and_resolve_root_certificates
         from flwr.supernode.runtime import run_clientapp as task
 
         task.install_from_fab = install_once(task.install_from_fab)
+        task.get_load_client_app_fn = warm_app.reuse_warm_app(
+            task.get_load_client_app_fn, forget_own_package
+        )
         task.run_clientapp(
             runtime_api_address=spec.runtime_api_address,
             token=spec.token,
