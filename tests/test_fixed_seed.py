@@ -43,6 +43,13 @@ CASES: dict[str, dict[str, Any]] = {
         "weight-mix": 1.0,
         "weight-reg": 3.0,
     },
+    "otm-anchored-own-no-feedback": {
+        "anchor-rate": 0.05,
+        "mix-frame": "own",
+        "weight-mix": 1.0,
+        "weight-reg": 3.0,
+        "link-feedback": False,
+    },
     "otm-head": {
         "method": "otm-head",
         "task": "classification",
