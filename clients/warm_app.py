@@ -74,7 +74,9 @@ def forget_modules_under(folder: Path) -> list[str]:
 
 def _is_under(module: Any, folder: Path) -> bool:
     file = getattr(module, "__file__", None)
-    return bool(file) and Path(file).resolve().is_relative_to(folder)
+    if not isinstance(file, str) or not file:
+        return False
+    return Path(file).resolve().is_relative_to(folder)
 
 
 def warm_newest(home: Path, forget_own: Callable[[], Any]) -> WarmApp | None:
