@@ -37,6 +37,8 @@ from typing import Any
 
 from . import warm_app  # one module object: its state outlives sys.modules resets
 from .backoff import Backoff, backoff_time
+from .doorbell import Doorbell, doorbell_path
+from .fork_priming import prime_caches
 from .node_cache import CACHE_ENV
 
 #: Modules the ClientApp imports on every message, imported once before forking.
@@ -67,7 +69,7 @@ WARM_MODULES = (
 
 #: Longest wait between the executor's task polls (Flower's fixed wait is 1 s);
 #: 0.05 s after a task starts or a child exits, doubling while idle
-#: (:class:`clients.backoff.Backoff`).
+#: (:class:`clients.backoff.Backoff`), cut short by the SuperNode's doorbell.
 POLL_SECONDS = "0.5"
 POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
 
@@ -261,18 +263,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ[CACHE_ENV] = args.cache_dir or os.environ.get(CACHE_ENV) or str(default)
     os.environ.setdefault(POLL_ENV, POLL_SECONDS)
     preload()
+    prime_caches()
     import flwr.supercore.superexec.run_superexec as superexec
 
-    backoff = Backoff(float(os.environ[POLL_ENV]))
+    doorbell = listen_for_rings(args.runtime_api_address)
+    backoff = Backoff(float(os.environ[POLL_ENV]), signal=doorbell)
     superexec.time = backoff_time(backoff)  # type: ignore[assignment]
     executor = ForkExecutor(backoff)
     superexec.get_executor = lambda *_, **__: executor  # type: ignore[assignment]
-    superexec.run_superexec(
-        runtime_api_address=args.runtime_api_address,
-        insecure=args.insecure,
-        root_certificates_path=args.root_certificates,
-        parent_pid=args.parent_pid,
-    )
+    try:
+        superexec.run_superexec(
+            runtime_api_address=args.runtime_api_address,
+            insecure=args.insecure,
+            root_certificates_path=args.root_certificates,
+            parent_pid=args.parent_pid,
+        )
+    finally:
+        if doorbell is not None:
+            doorbell.close()
+
+
+def listen_for_rings(runtime_api_address: str) -> Doorbell | None:
+    """The doorbell the SuperNode on this host rings for each new task
+    (:mod:`clients.doorbell`), closed in every forked child; ``None`` when the
+    address has no port or the socket cannot be made (polling alone then)."""
+    _, _, port = runtime_api_address.rpartition(":")
+    try:
+        doorbell = Doorbell(doorbell_path(int(port)))
+    except (ValueError, OSError):
+        return None
+    os.register_at_fork(after_in_child=doorbell.sock.close)
+    return doorbell
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ times each:
 
 ``simulated``
     :func:`simulations.runner.simulate_inprocess` (ServerApp and ClientApp in
-    this process, messages serialised to Flower's wire format and back).
+    one fresh process per run, messages serialised to Flower's wire format and
+    back).
 ``deployed-cold``
     A loopback SuperLink and one SuperNode per agent with Flower's default
     isolation: one fresh ``flwr-clientapp`` process per message.
@@ -102,6 +103,15 @@ class RoundClock(logging.Handler):
 
 
 def simulated(values: dict[str, Any]) -> tuple[float, dict[str, float]]:
+    """:func:`simulated_here` in a fresh interpreter: every run starts cold, as a
+    ``flwr run`` does (no data or library state left by an earlier repeat)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(simulated_here, (values,))
+
+
+def simulated_here(values: dict[str, Any]) -> tuple[float, dict[str, float]]:
     """Seconds per round in the in-process runtime, and this process's CPU
     seconds per round over the same rounds (``process``)."""
     from otm_flower.config import parse_run_config

@@ -166,3 +166,103 @@ def test_executor_resets_its_backoff_when_a_child_exits() -> None:
         executor.reconcile()
         time.sleep(0.01)
     assert not executor.children and backoff.wait == backoff.floor
+
+
+def test_backoff_wait_ends_when_woken_from_another_thread() -> None:
+    import threading
+
+    from clients.backoff import Backoff
+
+    backoff = Backoff(cap=30.0, floor=30.0)
+    threading.Timer(0.05, backoff.wake).start()
+    start = time.monotonic()
+    backoff.sleep(30)
+    assert time.monotonic() - start < 10  # woken, not the 30 s wait
+    assert backoff.wait == backoff.floor
+    backoff.wake()  # a wake with nobody waiting ends the next wait at once
+    start = time.monotonic()
+    backoff.sleep(30)
+    assert time.monotonic() - start < 10
+
+
+def test_doorbell_rings_end_the_executors_wait(tmp_path: Path) -> None:
+    from clients.backoff import Backoff
+    from clients.doorbell import Doorbell, doorbell_path, ring
+
+    path = doorbell_path(9094, tmp_path)
+    assert not ring(path)  # nobody listens yet: dropped
+    doorbell = Doorbell(path)
+    try:
+        backoff = Backoff(cap=30.0, floor=30.0, signal=doorbell)
+        assert ring(path) and ring(path)
+        start = time.monotonic()
+        backoff.sleep(30)
+        assert time.monotonic() - start < 10
+        assert not doorbell.wait(0.0)  # both rings consumed by the one wait
+        backoff = Backoff(cap=0.05, floor=0.05, signal=doorbell)
+        backoff.sleep(30)  # no ring: the back-off's own wait
+        assert backoff.wait == 0.05
+    finally:
+        doorbell.close()
+    assert not path.exists() and not ring(path)
+
+
+def test_a_stale_doorbell_socket_is_replaced(tmp_path: Path) -> None:
+    from clients.doorbell import Doorbell, doorbell_path, ring
+
+    path = doorbell_path(9100, tmp_path)
+    first = Doorbell(path)
+    first.sock.close()  # an executor that died without removing its socket
+    second = Doorbell(path)
+    try:
+        assert ring(path) and second.wait(5.0)
+    finally:
+        second.close()
+
+
+def test_supernode_wakes_on_stored_replies_and_rings_on_pulls(tmp_path: Path) -> None:
+    from clients.doorbell import Doorbell, doorbell_path
+    from clients.supernode import adapt_polls, runtime_port, wake_on_stores
+
+    class State:
+        def store_message(self, message: str) -> str:
+            return message
+
+    path = doorbell_path(runtime_port(["--insecure", "--port", "9123"]), tmp_path)
+    assert path.name == "doorbell-9123"
+    assert runtime_port(["--insecure"]) == 9094  # flower-supernode's default
+    loop = SimpleNamespace(
+        _pull_and_store_message=lambda **kw: kw["run_id"],
+        _push_messages=lambda: None,
+        time=time,
+    )
+    doorbell = Doorbell(path)
+    try:
+        backoff = adapt_polls(loop, cap=30.0, doorbell=path)
+        loop._pull_and_store_message(run_id=None)
+        assert not doorbell.wait(0.05)  # nothing pulled: no ring
+        loop._pull_and_store_message(run_id=3)
+        assert doorbell.wait(5.0)
+    finally:
+        doorbell.close()
+    wake_on_stores(backoff, State)
+    wake_on_stores(backoff, State)  # wrapped once only
+    assert State().store_message("reply") == "reply"
+    backoff.wait = 30.0
+    start = time.monotonic()
+    loop.time.sleep(0.5)  # Flower's wait for the reply: ends at once
+    assert time.monotonic() - start < 0.4
+
+
+def test_priming_fills_the_caches_a_forked_child_would_rebuild() -> None:
+    import sklearn.utils.parallel as parallel
+
+    from clients.fork_priming import prime_caches
+
+    def missing() -> None:
+        raise ImportError("not installed")
+
+    assert prime_caches((missing,)) == []
+    filled = prime_caches()
+    assert "sklearn_threadpools" in filled
+    assert parallel._threadpool_controller is not None
