@@ -325,6 +325,10 @@ class LocalTrainer:
             (min(batch, len(rows)),),
             generator=self.exchange_generator,
         )
+        if not self._terms_on():
+            # both weights 0: no pass to pay for (the draw above still keeps the
+            # exchange stream, and so the uploads, as with the terms on)
+            return {}
         # with weight-reg 0 the alignment term is skipped: its extra encoder
         # pass would move BatchNorm's running statistics for nothing
         target = barycenter if self.weights.reg > 0 else None

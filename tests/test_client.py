@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MessageType, RecordDict
@@ -68,13 +70,17 @@ def test_train_reply_carries_codes_and_scalar_metrics_only() -> None:
     assert CONFIG.latent_dim != 6
 
 
-def test_state_persists_and_mixed_codes_are_used() -> None:
+@pytest.mark.parametrize("weight_mix", [1.0, 0.0])
+def test_state_persists_and_mixed_codes_are_used(weight_mix: float) -> None:
+    config = dataclasses.replace(CONFIG, weight_mix=weight_mix)
     ctx = context()
-    first = handle_train(train_message(1), ctx, CONFIG)
+    first = handle_train(train_message(1), ctx, config)
     codes = first.content.array_records[P.CODES_RECORD][P.KEY_CODES].numpy()
     state = bytes(ctx.state.config_records["otm-agent"]["trainer"])
-    second = handle_train(train_message(2, mixed=codes[::-1].copy()), ctx, CONFIG)
-    assert "train-mix" in second.content.metric_records[P.METRICS_RECORD]
+    second = handle_train(train_message(2, mixed=codes[::-1].copy()), ctx, config)
+    metrics = second.content.metric_records[P.METRICS_RECORD]
+    # with the terms off (weight-mix and weight-reg 0) no mix pass is paid for
+    assert ("train-mix" in metrics) == (weight_mix > 0)
     assert bytes(ctx.state.config_records["otm-agent"]["trainer"]) != state
 
 

@@ -106,6 +106,30 @@ def test_mix_term_pulls_the_decoder_toward_the_targets() -> None:
     assert end["mix"] < 0.5 * start["mix"] and end["reg"] < 0.5 * start["reg"]
 
 
+def test_terms_off_skip_the_mix_pass_but_keep_the_exchange_stream() -> None:
+    """With weight-mix and weight-reg 0 the mixed codes cost no decoder pass: the
+    whole model (BatchNorm statistics included) ends as with no targets, and the
+    exchange stream (which rows are uploaded next) as with the terms on."""
+    x, _ = blobs()
+
+    def trainer(mix: float) -> LocalTrainer:
+        weights = LossWeights(mix=mix, reg=0.0, mmd=0.0)
+        return LocalTrainer(
+            x, latent_dim=4, hidden_dim=32, batch_size=32, weights=weights, seed=4
+        )
+
+    off, alone, on = trainer(0.0), trainer(0.0), trainer(1.0)
+    rows = off.sample_rows(50)
+    assert (alone.sample_rows(50) == rows).all() and (on.sample_rows(50) == rows).all()
+    goal = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    targets = MixTargets(rows, goal, goal)
+    assert "mix" not in off.train(2, targets) and "mix" in on.train(2, targets)
+    alone.train(2)
+    for name, value in off.model.state_dict().items():
+        assert (value == alone.model.state_dict()[name]).all(), name
+    assert (off.sample_rows(50) == on.sample_rows(50)).all()
+
+
 def test_classification_head_uses_labels() -> None:
     x, y = blobs()
     trainer = LocalTrainer(
