@@ -16,7 +16,7 @@ from flwr.clientapp.typing import Mod
 
 from otm_flower import protocol as P
 from otm_flower.agent import agent_anchor_ids, agent_facts, score_agent
-from otm_flower.config import RunConfig, parse_run_config
+from otm_flower.config import RunConfig, latent_width, parse_run_config
 from otm_flower.data import AgentData
 from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
 from otm_flower.training import (
@@ -97,7 +97,7 @@ def _train_locally(
     and its losses."""
     targets = read_mix_targets(msg, context)
     if targets is not None and config.label_cost:
-        targets = drop_label_block(targets, config.latent_dim, n_classes)
+        targets = drop_label_block(targets, latent_width(config, n_classes), n_classes)
     trainer = restore_trainer(config, agent, n_classes, context)
     load_global_parameters(msg, trainer, config)
     return trainer, trainer.train(config.local_epochs, targets)

@@ -21,7 +21,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.model_selection import train_test_split
 
 from .anchors import simulated_anchor_ids
-from .config import RunConfig
+from .config import RunConfig, latent_width
 from .data import AgentData, load_dataset, make_agents
 from .metrics import clustering_scores
 from .protocol import (
@@ -162,7 +162,7 @@ def build_trainer(config: RunConfig, agent: AgentData, n_classes: int) -> LocalT
     return LocalTrainer(
         agent.x_train,
         agent.y_train if classify else None,
-        latent_dim=config.latent_dim,
+        latent_dim=latent_width(config, n_classes),
         hidden_dim=config.hidden_dim,
         num_classes=n_classes if classify else 0,
         learning_rate=config.learning_rate,

@@ -68,8 +68,22 @@ _METHOD_VARIANT = {"otm-w": "w", "otm-gw": "gw"}
 _METHOD_SHARING = {"otm-fedavg": "all", "otm-head": "head"}
 
 
+#: The code width ``latent-dim = 0`` (auto) starts from: the paper's reference.
+AUTO_LATENT_MIN = 10
+
+
 class ConfigError(ValueError):
     """A run-config key is unknown or its value is invalid."""
+
+
+def latent_width(config: RunConfig, n_clusters: int) -> int:
+    """The code width a run's WAEs use for ``n_clusters`` clusters (classes).
+
+    ``latent-dim``, or with ``latent-dim = 0`` (auto) ``max(10, n_clusters)``:
+    k equally spaced clusters, the clustering term's ideal, need k - 1
+    dimensions, so tasks with more than 10 classes get wider codes.
+    """
+    return config.latent_dim or max(AUTO_LATENT_MIN, n_clusters)
 
 
 @dataclass(frozen=True)
@@ -245,7 +259,7 @@ def _range_checks(c: RunConfig) -> list[Check]:
         (c.local_epochs >= 0, "local-epochs must be >= 0"),
         (c.batch_size >= 1, "batch-size must be >= 1"),
         (c.mix_batch_size >= 2, "mix-batch-size must be >= 2"),
-        (c.latent_dim >= 1, "latent-dim must be >= 1"),
+        (c.latent_dim >= 0, "latent-dim must be >= 1, or 0 (auto)"),
         (c.hidden_dim >= 1, "hidden-dim must be >= 1"),
         (c.learning_rate > 0, "learning-rate must be > 0"),
         (0.0 <= c.fgw_alpha <= 1.0, "fgw-alpha must be in [0, 1]"),

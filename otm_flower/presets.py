@@ -25,6 +25,7 @@ from typing import Any
 __all__ = ["GOVERNED_KEYS", "VALIDATED", "preset_keys", "regime_name"]
 
 _OTM: dict[str, Any] = {
+    "latent-dim": 0,
     "weight-reg": 0.0,
     "weight-mmd": 0.0,
     "term-guard": True,
@@ -33,6 +34,7 @@ _OTM: dict[str, Any] = {
     "anchored": {"weight-reg": 3.0},
 }
 _WAE_BASELINE: dict[str, Any] = {
+    "latent-dim": 0,
     "weight-mmd": 0.0,
     "clustering": {"weight-cluster": 3.0},
 }
@@ -43,8 +45,13 @@ VALIDATED: dict[str, dict[str, Any]] = {
     "otm-w": _OTM,
     "otm-gw": _OTM,
     "otm-nomix": _OTM,
-    "otm-fedavg": {"weight-reg": 0.0},
-    "otm-head": {"weight-reg": 3.0, "weight-mmd": 0.0, "mix-frame": "own"},
+    "otm-fedavg": {"latent-dim": 0, "weight-reg": 0.0},
+    "otm-head": {
+        "latent-dim": 0,
+        "weight-reg": 3.0,
+        "weight-mmd": 0.0,
+        "mix-frame": "own",
+    },
     "fedavg": _WAE_BASELINE,
     "local": _WAE_BASELINE,
     "oracle": _WAE_BASELINE,

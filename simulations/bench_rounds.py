@@ -481,14 +481,14 @@ def _mixer_scale(
     """The server's mixer alone (built from the run config) for each agent count;
     ``seed`` seeds the clouds."""
     from otm_flower.code_mixer import CodeMixer
-    from otm_flower.config import parse_run_config
+    from otm_flower.config import latent_width, parse_run_config
 
     config = parse_run_config(settings)
     mixer_rows = mixer_times(
         agents,
         mixer_n,
         CodeMixer.from_run_config(config),
-        dim=config.latent_dim,
+        dim=latent_width(config, 0),
         seed=seed,
         repeats=mixer_repeats,
     )

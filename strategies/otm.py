@@ -83,7 +83,8 @@ class OTMStrategy(Strategy):
     mix_batch_size : int (default: 256)
         Codes each agent uploads per round (larger uploads are rejected).
     latent_dim : int, optional
-        Expected latent dimension; ``None`` takes the first valid upload's.
+        Expected latent dimension; ``None`` takes the first valid upload's
+        (with ``label_cost``: every width agreeing with the first accepted one).
     seed : int (default: 0)
         Seeds the node sampling per round (and the default mixer).
     share : {"none", "all", "head"} (default: "none")
@@ -189,7 +190,7 @@ class OTMStrategy(Strategy):
             min_agents=min_agents,
             outlier_factor=config.outlier_factor,
             mix_batch_size=config.mix_batch_size,
-            latent_dim=config.latent_dim,
+            latent_dim=config.latent_dim or None,
             seed=config.seed,
             share=config.shared_parameters,
             aggregation=config.parameter_aggregation,
@@ -342,7 +343,7 @@ class OTMStrategy(Strategy):
                 server_round, node_id, agent_id, replied
             ):
                 continue
-            if state.latent_dim is None:
+            if state.latent_dim is None and not self.label_cost:
                 state.latent_dim = upload.codes.shape[1]
             uploads.append(upload)
             if isinstance(agent_id, int):

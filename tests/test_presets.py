@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from otm_flower.config import METHODS, RunConfig, parse_run_config
+from otm_flower.agent import build_trainer, load_agents
+from otm_flower.config import METHODS, RunConfig, latent_width, parse_run_config
 from otm_flower.presets import GOVERNED_KEYS, VALIDATED, preset_keys
 from simulations.benchmark.grid import REGIMES, regime_task
 from simulations.benchmark.hyperparameters import (
@@ -87,12 +88,15 @@ def test_resolved_configs_survive_a_round_trip() -> None:
         assert parse_run_config(config.to_dict()) == config
 
 
-def test_baselines_are_unchanged_by_the_preset() -> None:
+def test_baselines_differ_from_the_reference_in_code_width_only() -> None:
     for method in ("local", "fedavg", "oracle", "raw"):
         for keys in ({}, ANCHORED):
             validated = parse_run_config({**keys, "method": method})
             paper = parse_run_config({**keys, "method": method, "preset": "paper"})
-            assert validated.to_dict() | {"preset": "paper"} == paper.to_dict()
+            width = {"latent-dim": 10} if method != "raw" else {}
+            assert validated.to_dict() | {"preset": "paper", **width} == (
+                paper.to_dict()
+            )
 
 
 def test_every_method_has_a_table_and_governed_keys_are_keys() -> None:
@@ -113,3 +117,27 @@ def test_presets_agree_with_the_hyperparameter_file(method, regime) -> None:
     from_file.pop("task")
     anchored = REGIMES[regime].get("anchor-rate", 0) > 0
     assert preset_keys(method, task, anchored) == from_file
+
+
+@pytest.mark.parametrize("method", ["otm", "local", "fedavg", "oracle", "otm-head"])
+def test_validated_codes_widen_with_the_class_count(method: str) -> None:
+    """``latent-dim = 0`` (auto): the paper's 10, or k for k > 10 classes; an
+    explicit width and the paper preset keep theirs."""
+    task = "classification" if method == "otm-head" else "clustering"
+    config = parse_run_config({"method": method, "task": task})
+    assert config.latent_dim == 0
+    assert [latent_width(config, k) for k in (4, 10, 15, 40)] == [10, 10, 15, 40]
+    explicit = parse_run_config({"method": method, "task": task, "latent-dim": 8})
+    assert latent_width(explicit, 40) == 8
+    paper = parse_run_config({"method": method, "task": task, "preset": "paper"})
+    assert latent_width(paper, 40) == 10
+
+
+def test_a_trainer_takes_the_auto_width_from_its_class_count() -> None:
+    config = parse_run_config({"hidden-dim": 16})
+    agent = load_agents(config)[0][3]
+    assert build_trainer(config, agent, 40).encode(agent.x_test).shape == (
+        len(agent.x_test),
+        40,
+    )
+    assert build_trainer(config, agent, 4).encode(agent.x_test).shape[1] == 10

@@ -287,3 +287,30 @@ def test_from_run_config() -> None:
     assert strategy.seed == 2 and strategy.mix_batch_size == 64
     assert strategy.checkpoint_dir is None and strategy.state.latent_dim == 10
     assert OTMStrategy(seed=2).mixer == CodeMixer(seed=2)
+
+
+@pytest.mark.parametrize("label_cost", [False, True])
+def test_auto_code_width_is_learned_from_the_uploads(label_cost: bool) -> None:
+    """``latent-dim = 0`` (auto): the server expects no width of its own; the
+    first round's width holds for later rounds, another width is refused."""
+    from otm_flower.config import parse_run_config
+
+    keys = {"task": "classification", "label-cost-weight": 1.0} if label_cost else {}
+    config = parse_run_config(keys)
+    assert config.latent_dim == 0
+    strategy = OTMStrategy.from_run_config(config, num_agents=3)
+    assert strategy.state.latent_dim is None
+    width = D + 3
+    for server_round in (1, 2):
+        codes = clouds([12, 14], seed=server_round)
+        padded = [np.hstack([c, np.ones((len(c), 3), np.float32)]) for c in codes]
+        narrow = clouds([10], seed=9)[0]
+        replies = [train_reply(1, padded[0]), train_reply(2, padded[1])]
+        strategy.aggregate_train(server_round, [*replies, train_reply(3, narrow)])
+        assert set(strategy.state.targets) == {1, 2}, server_round
+        assert [
+            node for rnd, node, _ in strategy.state.rejected if rnd == server_round
+        ] == [3]
+    assert (
+        strategy.state.code_width if label_cost else strategy.state.latent_dim
+    ) == width
