@@ -87,17 +87,25 @@ def profile(
     timers = Timers()
     with instrumented(timers):
         t0 = time.perf_counter()
-        res = fgw_barycenter(
-            clouds,
-            alpha=alpha,
-            n_iter=n_iter,
-            tol=0.0,
-            solver="fast",
-            structure="free",
-            fast_options=options,
-        )
+        objective = free_fast_solve(clouds, alpha=alpha, n_iter=n_iter, options=options)
         total = time.perf_counter() - t0
-    return timers, total, float(res.objective)
+    return timers, total, objective
+
+
+def free_fast_solve(
+    clouds: list[np.ndarray], *, alpha: float, n_iter: int, options: dict[str, Any]
+) -> float:
+    """The objective of one free-structure fast solve of ``n_iter`` full updates."""
+    res = fgw_barycenter(
+        clouds,
+        alpha=alpha,
+        n_iter=n_iter,
+        tol=0.0,
+        solver="fast",
+        structure="free",
+        fast_options=options,
+    )
+    return float(res.objective)
 
 
 def to_markdown(timers: Timers, total: float) -> str:
@@ -137,14 +145,8 @@ def assignment_times(
 
     linear_steps.reduce_costs = capture
     try:
-        fgw_barycenter(
-            clouds,
-            alpha=alpha,
-            n_iter=n_iter,
-            tol=0.0,
-            solver="fast",
-            structure="free",
-            fast_options={"threads": threads},
+        free_fast_solve(
+            clouds, alpha=alpha, n_iter=n_iter, options={"threads": threads}
         )
     finally:
         linear_steps.reduce_costs = reduce

@@ -181,21 +181,23 @@ def test_fast_on_cuda_matches_cpu():
     assert gpu.objective == pytest.approx(cpu.objective, rel=0.02)
 
 
+def _checked_fast(clouds, structure, **options):
+    """A fast solve of 3 updates with ``options``, its couplings checked."""
+    res = fgw_barycenter(
+        clouds, solver="fast", structure=structure, n_iter=3, fast_options=options
+    )
+    _check_couplings(res, clouds)
+    return res
+
+
 @pytest.mark.parametrize("structure", ["features", "free"])
 def test_polish_gives_couplings_and_never_raises_the_objective(structure):
     clouds = _clustered(sizes=(50, 50, 50))
     costs = {}
     for steps in (0, 1, 3):
-        res = fgw_barycenter(
-            clouds,
-            solver="fast",
-            structure=structure,
-            n_iter=3,
-            # no polished update: it lowers the weighted objective, not every
-            # cloud's cost (test_support_update_to_polished_plans_...)
-            fast_options={"polish_steps": steps, "polish_updates": 0},
-        )
-        _check_couplings(res, clouds)
+        # no polished update: it lowers the weighted objective, not every
+        # cloud's cost (test_support_update_to_polished_plans_...)
+        res = _checked_fast(clouds, structure, polish_steps=steps, polish_updates=0)
         costs[steps] = res.costs
     # the polish starts from the unpolished plans and line-searches every step
     assert np.all(costs[1] <= costs[0] * (1 + 1e-9))
@@ -233,14 +235,7 @@ def test_support_update_to_polished_plans_lowers_the_objective(structure):
     clouds = _clustered(sizes=(60, 60, 60))
     objective = {}
     for updates in (0, 1, 2):
-        res = fgw_barycenter(
-            clouds,
-            solver="fast",
-            structure=structure,
-            n_iter=3,
-            fast_options={"polish_updates": updates},
-        )
-        _check_couplings(res, clouds)
+        res = _checked_fast(clouds, structure, polish_updates=updates)
         # the reported objective is that of the returned support and plans
         obj, _ = fgw_objective(
             res.barycenter,
