@@ -76,6 +76,11 @@ def clustering_scores(
     clusters = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(
         codes
     )
+    return partition_scores(labels, clusters)
+
+
+def partition_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
+    """``{"acc", "nmi", "ari", "purity"}`` of a found partition against labels."""
     return {
         "acc": clustering_accuracy(labels, clusters),
         "nmi": float(normalized_mutual_info_score(labels, clusters)),

@@ -17,11 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import normalized_mutual_info_score
 
 from otm_flower.agent import cluster_model, load_agents
 from otm_flower.config import parse_run_config
-from otm_flower.metrics import clustering_accuracy, purity
+from otm_flower.metrics import partition_scores
 
 
 def agent_rows(dataset: str, seed: int) -> list[dict[str, Any]]:
@@ -33,15 +32,14 @@ def agent_rows(dataset: str, seed: int) -> list[dict[str, Any]]:
             raise ValueError(f"{dataset}: agent {agent.agent_id} has no labels")
         found = cluster_model(agent.x_test, k, seed).labels_
         sizes = np.bincount(found, minlength=k) / len(found)
+        scores = partition_scores(agent.y_test, found)
         rows.append(
             {
                 "dataset": dataset,
                 "seed": seed,
                 "agent": agent.agent_id,
                 "dim": agent.x_test.shape[1],
-                "acc": clustering_accuracy(agent.y_test, found),
-                "nmi": float(normalized_mutual_info_score(agent.y_test, found)),
-                "purity": purity(agent.y_test, found),
+                **{name: scores[name] for name in ("acc", "nmi", "purity")},
                 "largest_cluster": float(sizes.max()),
                 "majority_class": float(np.bincount(agent.y_test).max())
                 / len(agent.y_test),

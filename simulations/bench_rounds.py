@@ -488,7 +488,7 @@ def _mixer_scale(
         agents,
         mixer_n,
         CodeMixer.from_run_config(config),
-        dim=latent_width(config, 0),
+        dim=latent_width(config, n_clusters=0),  # clouds without classes
         seed=seed,
         repeats=mixer_repeats,
     )

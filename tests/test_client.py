@@ -71,7 +71,9 @@ def test_train_reply_carries_codes_and_scalar_metrics_only() -> None:
 
 
 @pytest.mark.parametrize("weight_mix", [1.0, 0.0])
-def test_state_persists_and_mixed_codes_are_used(weight_mix: float) -> None:
+def test_state_persists_and_mixed_codes_are_used_when_weighted(
+    weight_mix: float,
+) -> None:
     config = dataclasses.replace(CONFIG, weight_mix=weight_mix)
     ctx = context()
     first = handle_train(train_message(1), ctx, config)
