@@ -19,6 +19,7 @@ from otm_flower.agent import agent_anchor_ids, agent_facts, score_agent
 from otm_flower.config import RunConfig, latent_width, parse_run_config
 from otm_flower.data import AgentData
 from otm_flower.diagnostics import diagnostics_dir, save_upload_labels
+from otm_flower.link_floor import below_link_floor
 from otm_flower.training import (
     LocalTrainer,
     append_label_block,
@@ -52,8 +53,8 @@ def handle_train(msg: Message, context: Context, config: RunConfig) -> Message:
     agent, n_classes = agent_for_node(config, dict(context.node_config))
     server_round = _server_round(msg)
     restore_agent_checkpoint(config, agent.agent_id, context, server_round)
-    trainer, losses = _train_locally(msg, context, config, agent, n_classes)
     ids = agent_anchor_ids(agent, config)
+    trainer, losses = _train_locally(msg, context, config, agent, n_classes, ids)
     rows = choose_rows(
         trainer,
         agent,
@@ -92,15 +93,48 @@ def _train_locally(
     config: RunConfig,
     agent: AgentData,
     n_classes: int,
+    anchor_ids: np.ndarray | None,
 ) -> tuple[LocalTrainer, dict[str, float]]:
     """Restore the agent's trainer, load what the server sent, train; the trainer
-    and its losses."""
+    and its losses (with ``link-floor`` where the link floor applies)."""
     targets = read_mix_targets(msg, context)
     if targets is not None and config.label_cost:
         targets = drop_label_block(targets, latent_width(config, n_classes), n_classes)
+    floored = None
+    if targets is not None and _link_floor_applies(config, anchor_ids):
+        floored = _below_link_floor(msg, agent.n_train, n_classes, config)
+        targets = None if floored else targets
     trainer = restore_trainer(config, agent, n_classes, context)
     load_global_parameters(msg, trainer, config)
-    return trainer, trainer.train(config.local_epochs, targets)
+    losses = trainer.train(config.local_epochs, targets)
+    if floored is not None:
+        losses[P.KEY_LINK_FLOOR] = float(floored)
+    return trainer, losses
+
+
+def _link_floor_applies(config: RunConfig, anchor_ids: np.ndarray | None) -> bool:
+    """Whether a party judges its links (:mod:`otm_flower.link_floor`): it holds
+    linked-record ids and the server reports which met (``link-feedback``)."""
+    return (
+        config.min_links_per_cluster > 0
+        and config.link_feedback
+        and anchor_ids is not None
+    )
+
+
+def _below_link_floor(
+    msg: Message, n_train: int, n_clusters: int, config: RunConfig
+) -> bool:
+    """Whether the party's confirmed links, after the rounds before this one,
+    put its estimated linked records below the floor."""
+    confirmed = read_linked_ids(msg)
+    return below_link_floor(
+        0 if confirmed is None else len(confirmed),
+        upload_size(msg, n_train) / n_train,
+        _server_round(msg) - 1,
+        n_clusters,
+        config.min_links_per_cluster,
+    )
 
 
 def _outgoing_codes(

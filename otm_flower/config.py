@@ -132,6 +132,7 @@ class RunConfig:
     linked_records: str = "auto"
     anchor_weight: float = 30.0
     link_feedback: bool = True
+    min_links_per_cluster: float = 0.0
     label_cost_weight: float = 0.0
     min_agents: int = 2
     outlier_factor: float = 10.0
@@ -283,6 +284,10 @@ def _range_checks(c: RunConfig) -> list[Check]:
         (0.0 < c.fraction_train <= 1.0, "fraction-train must be in (0, 1]"),
         (0.0 <= c.anchor_rate <= 1.0, "anchor-rate must be in [0, 1]"),
         (c.anchor_weight > 0, "anchor-weight must be > 0"),
+        (
+            c.min_links_per_cluster >= 0,
+            "min-links-per-cluster must be >= 0 (0: off)",
+        ),
         (c.label_cost_weight >= 0, "label-cost-weight must be >= 0 (0: off)"),
         (c.term_guard_margin >= 0, "term-guard-margin must be >= 0"),
     ]

@@ -31,7 +31,7 @@ _OTM: dict[str, Any] = {
     "term-guard": True,
     "clustering": {"weight-cluster": 3.0, "mix-frame": "own", "weight-mix": 1.0},
     "unaligned": {"weight-mix": 0.0},
-    "anchored": {"weight-reg": 3.0},
+    "anchored": {"weight-reg": 3.0, "min-links-per-cluster": 2.0},
 }
 _WAE_BASELINE: dict[str, Any] = {
     "latent-dim": 0,

@@ -84,6 +84,10 @@ TRAIN_PREFIX = "train-"
 #: wire).
 DP_EPSILON = "dp-epsilon"
 KEY_DP_EPSILON = TRAIN_PREFIX + DP_EPSILON
+#: Training metric: 1 when the party ignored the round's mix targets because its
+#: estimated linked records are below the link floor (:mod:`otm_flower.link_floor`),
+#: 0 when it used them (``train-link-floor`` on the wire).
+KEY_LINK_FLOOR = "link-floor"
 
 #: Query action (message type ``query.identify``): which agent a node holds.
 QUERY_IDENTIFY = "identify"
