@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from logging import WARNING
 
 from flwr.app import Message
 from flwr.serverapp import Grid
+from flwr.supercore import log
 from flwr.supercore.run import Run
 
 #: Seconds between two checks for replies.
@@ -53,8 +55,22 @@ class PollingGrid(Grid):
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         """Push ``messages``; return the replies that arrive within ``timeout``
-        seconds (``None``: wait for all)."""
-        waiting = set(self.push_messages(messages))
+        seconds (``None``: wait for all).
+
+        A message the SuperLink did not take (its id ``None``: for example its
+        node left between sampling and sending) gets no reply, so it is not
+        waited for.
+        """
+        messages = list(messages)
+        ids = list(self.push_messages(messages))
+        waiting = {i for i in ids if i is not None}
+        refused = [
+            m.metadata.dst_node_id
+            for m, i in zip(messages, ids, strict=False)
+            if i is None
+        ]
+        if refused:
+            log(WARNING, "the SuperLink refused messages to nodes %s", refused)
         end = time.monotonic() + (timeout if timeout is not None else 0.0)
         replies: list[Message] = []
         while waiting:
